@@ -1,0 +1,5 @@
+import sys
+
+from heliconetrace._cli import main
+
+sys.exit(main())

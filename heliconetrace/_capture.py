@@ -1,0 +1,148 @@
+"""Turn what a handler received, returned or raised into JSON for the record.
+
+The default request rule: the first positional argument, then the first keyword argument, that is
+a mapping holding a "model" key or a pydantic model with a "model" field. Handlers whose request
+looks different name the argument (`request_arg=`) or pass a function (`request_extractor=`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from heliconetrace._redact import redact_text
+
+# Status for a failure that carries no HTTP status of its own.
+DEFAULT_ERROR_STATUS: Final = 500
+# Helicone's code for a request the client cancelled (a stream closed early, a task cancelled).
+CANCELLED_STATUS: Final = -3
+
+RequestExtractor = Callable[..., Any]
+
+
+def is_request_like(value: object) -> bool:
+    if isinstance(value, Mapping):
+        return "model" in value
+    if isinstance(value, BaseModel):
+        return "model" in type(value).model_fields
+    return False
+
+
+def find_request(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> object | None:
+    """Apply the default request rule to a call's arguments."""
+    for value in (*args, *kwargs.values()):
+        if is_request_like(value):
+            found: object = value
+            return found
+    return None
+
+
+class ArgumentPicker:
+    """Pick one named argument out of a call, finding its position once at decoration time."""
+
+    __slots__ = ("_default", "_name", "_position")
+
+    def __init__(self, function: Callable[..., Any], name: str) -> None:
+        parameters = inspect.signature(function).parameters
+        if name not in parameters:
+            raise TypeError(
+                f"request_arg={name!r} is not a parameter of {function.__qualname__}; "
+                f"its parameters are: {', '.join(parameters)}."
+            )
+        parameter = parameters[name]
+        self._name = name
+        self._position: int | None = None
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            self._position = list(parameters).index(name)
+        self._default = None if parameter.default is parameter.empty else parameter.default
+
+    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> object | None:
+        value: object = self._default
+        if self._name in kwargs:
+            value = kwargs[self._name]
+        elif self._position is not None and self._position < len(args):
+            value = args[self._position]
+        return value
+
+
+def to_json_object(value: object) -> dict[str, Any] | None:
+    """Return `value` as a JSON object (dict), or None when it is not object-shaped.
+
+    The openai and anthropic SDK models are dumped with their own `to_dict()`, which keeps exactly
+    the fields the provider sent. Other pydantic models use `model_dump(mode="json")`.
+    """
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    module = type(value).__module__
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and module.startswith(("openai.", "anthropic.")):
+        result = to_dict()
+        return result if isinstance(result, dict) else None
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        result = model_dump(mode="json")
+        return result if isinstance(result, dict) else None
+    return None
+
+
+def json_fallback(value: Any) -> Any:
+    """Serialize what the JSON encoder cannot, without ever writing an object's `str()`."""
+    as_object = to_json_object(value)
+    if as_object is not None:
+        return as_object
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return f"<{type(value).__qualname__} not serializable>"
+
+
+def exception_status(error: BaseException) -> int:
+    """Return the HTTP status an exception carries, or 500.
+
+    Reads `status_code` (openai and anthropic status errors, Starlette's HTTPException),
+    `response.status_code` (httpx.HTTPStatusError) and `status` (aiohttp).
+    """
+    candidates = (
+        getattr(error, "status_code", None),
+        getattr(getattr(error, "response", None), "status_code", None),
+        getattr(error, "status", None),
+    )
+    for candidate in candidates:
+        if isinstance(candidate, bool) or not isinstance(candidate, int):
+            continue
+        if 100 <= candidate <= 599:
+            return candidate
+    return DEFAULT_ERROR_STATUS
+
+
+def error_body(error: BaseException, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Return the JSON body to log for a failed call.
+
+    An SDK status error keeps the provider's own error body (`body`, already parsed). Any other
+    exception becomes {"error": {"message", "type"}}, with secrets masked in the message.
+    """
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        provider_body: dict[str, Any] = body if "error" in body else {"error": body}
+        redacted: dict[str, Any] = _redacted_copy(provider_body, secrets)
+        return redacted
+    return {
+        "error": {
+            "message": redact_text(str(error), secrets),
+            "type": type(error).__name__,
+        }
+    }
+
+
+def _redacted_copy(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, dict):
+        return {key: _redacted_copy(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted_copy(item, secrets) for item in value]
+    return value
