@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import pydantic_core
 from pydantic import BaseModel
 
 from heliconetrace._redact import redact_text
@@ -24,6 +25,8 @@ RequestExtractor = Callable[..., Any]
 
 
 def is_request_like(value: object) -> bool:
+    if isinstance(value, dict):
+        return "model" in value
     if isinstance(value, Mapping):
         return "model" in value
     if isinstance(value, BaseModel):
@@ -90,6 +93,28 @@ def to_json_object(value: object) -> dict[str, Any] | None:
     return None
 
 
+def snapshot_json(value: object) -> bytes | None:
+    """Serialize an object-shaped value to JSON bytes now, or return None when it is not one.
+
+    This freezes what is logged at the moment a span ends, so a caller that changes a returned
+    dict afterwards does not change the record. It runs on the caller's thread, so it stays in
+    pydantic-core's compiled serializer for dicts and pydantic models.
+    """
+    if isinstance(value, dict):
+        return pydantic_core.to_json(value, fallback=json_fallback)
+    if isinstance(value, BaseModel):
+        # The openai and anthropic SDKs build responses from what the provider sent; the fields
+        # it did not send are unset, and leaving them out keeps the body as the provider sent it.
+        is_sdk_object = type(value).__module__.startswith(("openai.", "anthropic."))
+        return type(value).__pydantic_serializer__.to_json(
+            value, exclude_unset=is_sdk_object, fallback=json_fallback
+        )
+    as_object = to_json_object(value)
+    if as_object is None:
+        return None
+    return pydantic_core.to_json(as_object, fallback=json_fallback)
+
+
 def json_fallback(value: Any) -> Any:
     """Serialize what the JSON encoder cannot, without ever writing an object's `str()`."""
     as_object = to_json_object(value)
@@ -128,7 +153,7 @@ def error_body(error: BaseException, secrets: tuple[str, ...] = ()) -> dict[str,
     body = getattr(error, "body", None)
     if isinstance(body, dict):
         provider_body: dict[str, Any] = body if "error" in body else {"error": body}
-        redacted: dict[str, Any] = _redacted_copy(provider_body, secrets)
+        redacted: dict[str, Any] = redacted_copy(provider_body, secrets)
         return redacted
     return {
         "error": {
@@ -138,11 +163,11 @@ def error_body(error: BaseException, secrets: tuple[str, ...] = ()) -> dict[str,
     }
 
 
-def _redacted_copy(value: Any, secrets: tuple[str, ...]) -> Any:
+def redacted_copy(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         return redact_text(value, secrets)
     if isinstance(value, dict):
-        return {key: _redacted_copy(item, secrets) for key, item in value.items()}
+        return {key: redacted_copy(item, secrets) for key, item in value.items()}
     if isinstance(value, list):
-        return [_redacted_copy(item, secrets) for item in value]
+        return [redacted_copy(item, secrets) for item in value]
     return value

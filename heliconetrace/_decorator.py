@@ -73,15 +73,15 @@ def _wrap_function(function: Callable[..., Any], tool: _Instrumentation) -> Call
         span = tool.start(args, kwargs)
         if span is None:
             return function(*args, **kwargs)
-        tokens = activate(span)
+        token = activate(span)
         try:
             result = function(*args, **kwargs)
         except BaseException as error:
-            deactivate(tokens)
+            deactivate(token)
             record_exit(span, error)
             span.end()
             raise
-        deactivate(tokens)
+        deactivate(token)
         # TODO: a returned openai Stream or Starlette StreamingResponse is logged as an object
         # here; it should end the span only when its body has been iterated.
         span.capture_response(result)
@@ -99,15 +99,15 @@ def _wrap_coroutine_function(
         span = tool.start(args, kwargs)
         if span is None:
             return await function(*args, **kwargs)
-        tokens = activate(span)
+        token = activate(span)
         try:
             result = await function(*args, **kwargs)
         except BaseException as error:
-            deactivate(tokens)
+            deactivate(token)
             record_exit(span, error)
             span.end()
             raise
-        deactivate(tokens)
+        deactivate(token)
         span.capture_response(result)
         span.end()
         return result

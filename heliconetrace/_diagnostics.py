@@ -85,7 +85,7 @@ def raise_internal_errors() -> bool:
 
 
 def internal_error(where: str, error: Exception) -> None:
-    """Report a failure inside heliconetrace; the caller's code goes on unless tests ask to raise."""
+    """Report a failure inside heliconetrace; the caller's code goes on unless tests raise."""
     if raise_internal_errors():
         raise error
     warning_limited(

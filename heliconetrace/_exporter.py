@@ -1,11 +1,13 @@
 """The background exporter: a bounded queue and a pool of daemon threads that deliver records.
 
-`submit()` never blocks and never raises: it puts the record on a bounded queue, or drops it
-and counts the drop when the queue is full, so memory stays bounded while Helicone is down. It
-is safe from an event loop, since `queue.Queue.put_nowait` only takes a lock for a moment.
+`submit()` never blocks and never raises: it appends the ended span to a bounded queue, or
+drops it and counts the drop when the queue is full, so memory stays bounded while Helicone is
+down. It is safe from an event loop: the append is one `deque.append`, and waking an idle worker
+takes a lock only for a moment.
 
-Worker threads post each record with one shared `httpx.Client` (connection reuse, timeouts), or
-append it to the local sink when no API key is set. They are daemon threads, so a hung Helicone
+Worker threads assemble each record from its ended span and post it with one shared
+`httpx.Client` (connection reuse, timeouts), or append it to the local sink when no API key is
+set. They are daemon threads, so a hung Helicone
 never keeps the interpreter alive: exit waits for them at most `shutdown_timeout` seconds.
 """
 
@@ -13,21 +15,26 @@ from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import json
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
 
+from heliconetrace._assemble import assemble
 from heliconetrace._config import SETTINGS, Settings
 from heliconetrace._diagnostics import internal_error, logger, warning_limited
+from heliconetrace._endpoint import resolve_endpoint
 from heliconetrace._redact import redact_text
 from heliconetrace._sink import LocalSink
 from heliconetrace._stats import Counters, ExporterStats
+
+if TYPE_CHECKING:
+    from heliconetrace._span import Span
 
 USER_AGENT: Final = "heliconetrace/0.1"
 
@@ -58,16 +65,21 @@ class _Tracker:
     """Track which submitted records are finished, so `flush()` can wait for earlier ones only."""
 
     def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._next = 0
+        self._condition = threading.Condition(threading.Lock())
+        self._numbers = itertools.count(1)
+        self._last = 0
         self._open: collections.deque[int] = collections.deque()
         self._finished_early: set[int] = set()
 
     def start(self) -> int:
-        with self._condition:
-            self._next += 1
-            self._open.append(self._next)
-            return self._next
+        # No lock on the caller's path: `next()` on itertools.count and `deque.append` are each
+        # atomic under the GIL. Two racing callers may append out of order, and `_last` may
+        # briefly lag behind the other's number; `wait()` tolerates both.
+        # NOTE: this relies on the GIL; a free-threaded build would need a lock here.
+        number = next(self._numbers)
+        self._open.append(number)
+        self._last = number
+        return number
 
     def finish(self, number: int) -> None:
         with self._condition:
@@ -78,8 +90,7 @@ class _Tracker:
 
     @property
     def last_started(self) -> int:
-        with self._condition:
-            return self._next
+        return self._last
 
     def wait(self, up_to: int, deadline: float) -> bool:
         """Wait until every record numbered up to `up_to` is finished, or the deadline passes."""
@@ -116,7 +127,10 @@ class Exporter:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._queue: queue.Queue[tuple[int, Envelope] | None] = queue.Queue(settings.queue_size)
+        self._pending: collections.deque[tuple[int, Span]] = collections.deque()
+        self._wake = threading.Condition(threading.Lock())
+        self._idle_workers = 0
+        self._stopping = False
         self._tracker = _Tracker()
         self._counters = Counters()
         self._lock = threading.Lock()
@@ -128,18 +142,16 @@ class Exporter:
             (settings.api_key.get_secret_value(),) if settings.api_key is not None else ()
         )
 
-    def submit(self, envelope: Envelope) -> bool:
-        """Queue a record for delivery; return False when it was dropped instead."""
+    def submit(self, span: Span) -> bool:
+        """Queue an ended span for delivery; return False when it was dropped instead."""
         if self._closed:
-            self._counters.add(dropped=1)
+            self._counters.add(accepted=1, dropped=1)
             warning_limited("exporter-closed", "heliconetrace dropped a record: it is shut down")
             return False
 
-        number = self._tracker.start()
-        try:
-            self._queue.put_nowait((number, envelope))
-        except queue.Full:
-            self._tracker.finish(number)
+        # NOTE: the length check and the append are not one atomic step, so producers racing
+        # on a nearly full queue can overshoot queue_size by at most one record each.
+        if len(self._pending) >= self.settings.queue_size:
             self._counters.add(accepted=1, dropped=1)
             warning_limited(
                 "queue-full",
@@ -150,9 +162,13 @@ class Exporter:
             )
             return False
 
-        self._counters.add(accepted=1)
+        # The tracker's count doubles as the count of records accepted into the queue.
+        self._pending.append((self._tracker.start(), span))
         if len(self._threads) < self.settings.workers:
             self._start_workers()
+        elif self._idle_workers:
+            with self._wake:
+                self._wake.notify()
         return True
 
     def flush(self, timeout: float) -> bool:
@@ -175,16 +191,18 @@ class Exporter:
             threads = list(self._threads)
 
         finished = self._tracker.wait(self._tracker.last_started, deadline)
-        for _ in threads:
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                break
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-        abandoned = self._queue.qsize() - sum(1 for _ in threads)
-        if abandoned > 0:
+        abandoned = 0
+        while self._pending:
+            number, _ = self._pending.popleft()
+            self._tracker.finish(number)
+            abandoned += 1
+        if abandoned:
             self._counters.add(dropped=abandoned)
         if self._client is not None and not any(thread.is_alive() for thread in threads):
             self._client.close()
@@ -202,7 +220,9 @@ class Exporter:
         return finished
 
     def stats(self) -> ExporterStats:
-        return self._counters.snapshot(queue_depth=self._queue.qsize())
+        return self._counters.snapshot(
+            queue_depth=len(self._pending), queued_total=self._tracker.last_started
+        )
 
     def _start_workers(self) -> None:
         with self._lock:
@@ -218,14 +238,30 @@ class Exporter:
                 thread.start()
                 self._threads.append(thread)
 
+    def _next_item(self) -> tuple[int, Span] | None:
+        """Return the next queued item, waiting while there is none; None when stopping."""
+        while True:
+            try:
+                return self._pending.popleft()
+            except IndexError:
+                pass
+            with self._wake:
+                if self._stopping:
+                    return None
+                # A producer that appends after this check sees the idle count and notifies.
+                self._idle_workers += 1
+                if not self._pending:
+                    self._wake.wait(1.0)
+                self._idle_workers -= 1
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self._next_item()
             if item is None:
                 return
-            number, envelope = item
+            number, span = item
             try:
-                self._deliver(envelope)
+                self._deliver(span)
             except Exception as error:
                 self._counters.add(failed=1)
                 internal_error("exporter.deliver", error)
@@ -240,9 +276,7 @@ class Exporter:
                 workers = self.settings.workers
                 self._client = httpx.Client(
                     timeout=httpx.Timeout(self.settings.request_timeout),
-                    limits=httpx.Limits(
-                        max_connections=workers, max_keepalive_connections=workers
-                    ),
+                    limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
                     headers={
                         "Authorization": f"Bearer {key.get_secret_value()}",
                         "Content-Type": "application/json",
@@ -251,7 +285,14 @@ class Exporter:
                 )
             return self._client
 
-    def _deliver(self, envelope: Envelope) -> None:
+    def _deliver(self, span: Span) -> None:
+        settings = self.settings
+        endpoint = resolve_endpoint(settings.base_url, settings.log_url, span.metadata.provider)
+        envelope = Envelope(
+            body=assemble(span, endpoint, self._secrets),
+            url=endpoint.url,
+            request_id=span.request_id,
+        )
         if self._sink is not None:
             self._sink.write(envelope.body)
             self._counters.add(written_locally=1)

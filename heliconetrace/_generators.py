@@ -24,13 +24,12 @@ import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any
 
-from heliconetrace._context import BOUND, CURRENT_SPAN
+from heliconetrace._context import SCOPE, Scope
 from heliconetrace._span import END_CANCELLED, END_CLOSED, Span
 
 
 def _enter(span: Span) -> None:
-    CURRENT_SPAN.set(span)
-    BOUND.set(span.metadata)
+    SCOPE.set(Scope(span, span.metadata))
 
 
 def span_context(span: Span) -> contextvars.Context:

@@ -158,9 +158,7 @@ def check_text(option: str, value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        raise MetadataError(
-            f"Invalid {option}={value!r} ({type(value).__name__}): pass a string."
-        )
+        raise MetadataError(f"Invalid {option}={value!r} ({type(value).__name__}): pass a string.")
     if _CONTROL.search(value):
         raise MetadataError(
             f"Invalid {option}={value!r}: it contains a control character such as a line break, "

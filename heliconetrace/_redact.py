@@ -18,7 +18,9 @@ REDACTED: Final = "[REDACTED]"
 _SECRET_PATTERNS: Final = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]{4,}"),
     re.compile(r"\b((?:sk|pk|rk)-)[A-Za-z0-9_\-]{6,}"),
-    re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"
+    ),
 )
 
 # Header names whose values are credentials or session state, compared in lower case.

@@ -7,45 +7,33 @@ there, so spans opened inside it inherit its values.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from types import TracebackType
 
-from heliconetrace._context import BOUND, CURRENT_SPAN
+from heliconetrace._context import SCOPE, Scope
 from heliconetrace._metadata import Metadata, metadata_from_options
 from heliconetrace._span import END_CANCELLED, Span, check_request_id
 
-SpanTokens = tuple[contextvars.Token[Span | None], contextvars.Token[Metadata]]
+SpanToken = contextvars.Token[Scope]
 
 
 def new_span(metadata: Metadata, request_id: str | None = None) -> Span:
     """Create a span under the current one, with the bound metadata overridden by `metadata`."""
-    return Span(
-        BOUND.get().merged(metadata),
-        request_id=request_id,
-        parent=CURRENT_SPAN.get(),
-    )
+    scope = SCOPE.get()
+    return Span(scope.metadata.merged(metadata), request_id=request_id, parent=scope.span)
 
 
-def activate(span: Span) -> SpanTokens:
+def activate(span: Span) -> SpanToken:
     """Make `span` current in this context; undo with `deactivate()` in the same context."""
-    return CURRENT_SPAN.set(span), BOUND.set(span.metadata)
+    return SCOPE.set(Scope(span, span.metadata))
 
 
-def activate_in_new_context(span: Span) -> None:
-    """Make `span` current for good; call inside `Context.run` on a context of its own."""
-    CURRENT_SPAN.set(span)
-    BOUND.set(span.metadata)
-
-
-def deactivate(tokens: SpanTokens) -> None:
-    span_token, bound_token = tokens
-    try:
-        BOUND.reset(bound_token)
-        CURRENT_SPAN.reset(span_token)
-    except ValueError:
-        # The block ended in another context than it started in (a copy made for a thread or
-        # task). That context is not ours to restore, and the span ends all the same.
-        pass
+def deactivate(token: SpanToken) -> None:
+    # A ValueError means the block ended in another context than it started in (a copy made
+    # for a thread or task). That context is not ours to restore, and the span ends all the same.
+    with contextlib.suppress(ValueError):
+        SCOPE.reset(token)
 
 
 def record_exit(span: Span, error: BaseException | None) -> None:
@@ -61,19 +49,19 @@ def record_exit(span: Span, error: BaseException | None) -> None:
 class SpanScope:
     """The `with` / `async with` block returned by `helicone_span()`."""
 
-    __slots__ = ("_metadata", "_request_id", "_span", "_tokens")
+    __slots__ = ("_metadata", "_request_id", "_span", "_token")
 
     def __init__(self, metadata: Metadata, request_id: str | None) -> None:
         self._metadata = metadata
         self._request_id = request_id
         self._span: Span | None = None
-        self._tokens: SpanTokens | None = None
+        self._token: SpanToken | None = None
 
     def __enter__(self) -> Span:
         if self._span is not None:
             raise RuntimeError("A helicone_span() block cannot be entered twice; make a new one.")
         span = self._span = new_span(self._metadata, self._request_id)
-        self._tokens = activate(span)
+        self._token = activate(span)
         return span
 
     def __exit__(
@@ -82,11 +70,11 @@ class SpanScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        span, tokens = self._span, self._tokens
-        if span is None or tokens is None:
+        span, token = self._span, self._token
+        if span is None or token is None:
             return
-        self._tokens = None
-        deactivate(tokens)
+        self._token = None
+        deactivate(token)
         record_exit(span, exc)
         span.end()
 

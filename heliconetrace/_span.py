@@ -8,43 +8,44 @@ record to the exporter.
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 import uuid
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
-from heliconetrace._capture import (
-    CANCELLED_STATUS,
-    error_body,
-    exception_status,
-    to_json_object,
-)
-from heliconetrace._config import SETTINGS, Settings
+from heliconetrace._capture import error_body, exception_status, snapshot_json, to_json_object
+from heliconetrace._config import SETTINGS
 from heliconetrace._diagnostics import internal_error
-from heliconetrace._endpoint import resolve_endpoint
 from heliconetrace._errors import MetadataError
-from heliconetrace._exporter import Envelope, get_exporter
-from heliconetrace._metadata import (
-    Metadata,
-    check_property,
-    header_value,
-    helicone_provider_name,
-)
-from heliconetrace._record import (
-    UNKNOWN_URL,
-    LogRecord,
-    ProviderRequest,
-    ProviderResponse,
-    Timestamp,
-    Timing,
-)
+from heliconetrace._exporter import get_exporter
+from heliconetrace._metadata import Metadata, check_property
 from heliconetrace._redact import safe_headers
 from heliconetrace._stream import StreamRecorder
 
 # Why a span ended without a normal return or an exception, sent as a property.
 END_CANCELLED: Final = "cancelled"
 END_CLOSED: Final = "closed"
-END_ABANDONED: Final = "abandoned"
+
+_UUID4_VERSION_BITS: Final = 0x4 << 76
+_UUID_VARIANT_BITS: Final = 0x2 << 62
+_UUID4_CLEAR_MASK: Final = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+
+
+def new_request_id() -> str:
+    """Return a random version-4 UUID string.
+
+    It uses the `random` module, which is several times faster than `uuid.uuid4()` and reseeds
+    itself in a forked child. Request ids need to be unique, not unguessable.
+    """
+    number = random.getrandbits(128) & _UUID4_CLEAR_MASK | _UUID4_VERSION_BITS | _UUID_VARIANT_BITS
+    text = f"{number:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_REQUEST_ID_LOCK: Final = threading.Lock()
 
 
 def check_request_id(value: object) -> str:
@@ -61,26 +62,27 @@ def check_request_id(value: object) -> str:
 class Span:
     """One handled request. Create spans with `@helicone_logged` or `helicone_span()`."""
 
-    __slots__ = (
-        "_end_reason",
-        "_ended",
-        "_error",
-        "_extra_properties",
-        "_metadata",
-        "_request",
-        "_request_by_user",
-        "_request_url",
-        "_response",
-        "_response_by_user",
-        "_response_headers",
-        "_response_status",
-        "_response_text",
-        "_start_perf",
-        "_start_time",
-        "_stream",
-        "parent",
-        "request_id",
-    )
+    # Defaults live on the class, so creating a span sets only what differs per call: this
+    # runs on the caller's thread for every handled request. None of them is mutable.
+    _request: object = None
+    _request_by_user = False
+    _request_url: str | None = None
+    _response: object = None
+    _response_by_user = False
+    _response_text: str | None = None
+    _response_status = 200
+    _response_headers: Mapping[str, str] = MappingProxyType({})
+    _error: BaseException | None = None
+    _end_reason: str | None = None
+    _extra_properties: dict[str, str] | None = None
+    _stream: StreamRecorder | None = None
+    _ended = False
+    # Set when the span ends.
+    _duration = 0.0
+    _request_json: bytes | None = None
+    _response_json: bytes | None = None
+    _error_status: int | None = None
+    _error_body: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -89,24 +91,24 @@ class Span:
         request_id: str | None = None,
         parent: Span | None = None,
     ) -> None:
-        self.request_id: str = request_id if request_id is not None else str(uuid.uuid4())
+        self._request_id = request_id
         self.parent = parent
         self._metadata = metadata
         self._start_time = time.time()
         self._start_perf = time.perf_counter()
-        self._request: object = None
-        self._request_by_user = False
-        self._request_url: str | None = None
-        self._response: object = None
-        self._response_by_user = False
-        self._response_text: str | None = None
-        self._response_status = 200
-        self._response_headers: dict[str, str] = {}
-        self._error: BaseException | None = None
-        self._end_reason: str | None = None
-        self._extra_properties: dict[str, str] = {}
-        self._stream: StreamRecorder | None = None
-        self._ended = False
+
+    @property
+    def request_id(self) -> str:
+        """The UUID sent as `Helicone-Request-Id`; made on first use, then fixed."""
+        request_id = self._request_id
+        if request_id is None:
+            # Made lazily because most spans never show their id before an exporter thread
+            # reads it. The lock keeps the caller and that thread from making two different ids.
+            with _REQUEST_ID_LOCK:
+                if self._request_id is None:
+                    self._request_id = new_request_id()
+                request_id = self._request_id
+        return request_id
 
     def __repr__(self) -> str:
         return f"<Span {self.name or 'unnamed'} request_id={self.request_id}>"
@@ -136,6 +138,7 @@ class Span:
         `json` is a mapping, a pydantic model or an SDK object. `headers` are the request headers;
         they are never logged (Helicone's record has no place for them).
         """
+        self._check_open("set_request")
         if to_json_object(json) is None:
             raise TypeError(
                 f"set_request() needs a mapping or pydantic model as json, not "
@@ -161,6 +164,7 @@ class Span:
         Give `json` (a mapping, pydantic model or SDK object), or `text` for a body that is not
         JSON, such as a raw event stream. Credential headers are dropped before logging.
         """
+        self._check_open("set_response")
         if json is not None and to_json_object(json) is None:
             raise TypeError(
                 f"set_response() needs a mapping or pydantic model as json, not "
@@ -179,12 +183,23 @@ class Span:
 
     def set_property(self, name: str, value: str | int | float | bool) -> None:
         """Add a custom property (`Helicone-Property-<name>`) to this span's record."""
+        self._check_open("set_property")
         key, text = check_property(name, value)
+        if self._extra_properties is None:
+            self._extra_properties = {}
         self._extra_properties[key] = text
 
     def update_metadata(self, metadata: Metadata) -> None:
-        """Apply metadata bound while the span is open (see `bind()`)."""
-        self._metadata = self._metadata.merged(metadata)
+        """Apply metadata bound while the span is open (see `bind()`); ignored once it ended."""
+        if not self._ended:
+            self._metadata = self._metadata.merged(metadata)
+
+    def _check_open(self, method: str) -> None:
+        if self._ended:
+            raise RuntimeError(
+                f"Span.{method}() was called after the span ended, so it cannot change the "
+                "record any more. Call it inside the handler or the helicone_span() block."
+            )
 
     # The methods below are the decorator's. They never raise into the caller's code.
 
@@ -210,118 +225,34 @@ class Span:
         self._error = error
 
     def end(self) -> None:
-        """Freeze the span into a record and hand it to the exporter; later calls do nothing."""
+        """Freeze the span and hand it to the exporter; later calls do nothing.
+
+        Only the freezing runs here, on the caller's thread: request and response are
+        serialized to JSON bytes at once. An exporter thread assembles the record from the
+        ended span, which nothing changes any more: the setters raise after the end.
+        """
         if self._ended:
             return
         self._ended = True
         end_perf = time.perf_counter()
         try:
-            settings = SETTINGS.get()
-            if not settings.enabled:
+            if not SETTINGS.get().enabled:
                 return
-            envelope = self._build(settings, end_perf)
-            get_exporter().submit(envelope)
+            self._freeze(end_perf)
+            get_exporter().submit(self)
         except Exception as error:
             internal_error("span.end", error)
 
-    def _build(self, settings: Settings, end_perf: float) -> Envelope:
-        metadata = self._metadata
-        endpoint = resolve_endpoint(settings.base_url, settings.log_url, metadata.provider)
-        secrets = (settings.api_key.get_secret_value(),) if settings.api_key else ()
-
-        request_json = dict(to_json_object(self._request) or {})
-        meta = {"Helicone-Request-Id": self.request_id, **metadata.meta()}
-        for key, text in self._extra_properties.items():
-            meta[f"Helicone-Property-{key}"] = header_value(text)
-        if self._end_reason is not None:
-            meta["Helicone-Property-End-Reason"] = self._end_reason
-
-        # The model the caller named wins for cost: in the body when the request has none,
-        # as Helicone's model override when the request names another.
-        if metadata.model is not None:
-            requested = request_json.get("model")
-            if requested is None:
-                request_json["model"] = metadata.model
-            elif requested != metadata.model:
-                meta["Helicone-Model-Override"] = header_value(metadata.model)
-
-        response_json, text_body, status, first_content_at = self._response_parts(secrets)
-        if self._stream is not None:
-            request_json["stream"] = True
-
-        duration = max(0.0, end_perf - self._start_perf)
-        time_to_first_token = None
-        if first_content_at is not None:
-            time_to_first_token = round(max(0.0, first_content_at - self._start_perf) * 1000, 3)
-
-        record = LogRecord(
-            providerRequest=ProviderRequest(
-                url=self._request_url or UNKNOWN_URL, body=request_json, meta=meta
-            ),
-            providerResponse=ProviderResponse(
-                body=response_json,
-                textBody=text_body,
-                status=status,
-                headers=self._response_headers,
-            ),
-            timing=Timing(
-                startTime=Timestamp.from_epoch(self._start_time),
-                endTime=Timestamp.from_epoch(self._start_time + duration),
-                timeToFirstToken=time_to_first_token,
-            ),
-            provider=helicone_provider_name(metadata.provider)
-            if endpoint.server == "jawn"
-            else None,
-        )
-        return Envelope(body=record.to_json(), url=endpoint.url, request_id=self.request_id)
-
-    def _response_parts(
-        self, secrets: tuple[str, ...]
-    ) -> tuple[dict[str, Any], str | None, int, float | None]:
-        """Return the response json, text body, status and first-content time to log."""
-        response_json: dict[str, Any] = {}
-        text_body: str | None = None
-        status = self._response_status
-        first_content_at: float | None = None
-
-        if self._stream is not None:
-            result = self._stream.finish()
-            response_json = dict(result.json)
-            text_body = result.text_body or None
-            first_content_at = result.first_content_at
-            if result.error is not None:
-                response_json.setdefault("error", result.error)
-                status = _stream_error_status(result.error)
-        elif self._response_text is not None:
-            text_body = self._response_text
-            response_json = dict(to_json_object(self._response) or {})
-        elif self._response is not None:
-            as_object = to_json_object(self._response)
-            if as_object is not None:
-                response_json = dict(as_object)
-            elif isinstance(self._response, str):
-                text_body = self._response
-            else:
-                response_json = {"output": self._response}
-
-        if self._end_reason is not None:
-            status = CANCELLED_STATUS
-        elif self._error is not None:
-            status = exception_status(self._error)
-            if self._stream is None or not response_json:
-                response_json = error_body(self._error, secrets)
-            else:
-                response_json.setdefault("error", error_body(self._error, secrets)["error"])
-        return response_json, text_body, status, first_content_at
-
-
-def _stream_error_status(error: Mapping[str, Any]) -> int:
-    """Return the HTTP status an error event in a stream names, or 500."""
-    inner = error.get("error", error)
-    for source in (inner, error):
-        if isinstance(source, Mapping):
-            for key in ("status_code", "status", "code"):
-                value = source.get(key)
-                if isinstance(value, int) and 100 <= value <= 599:
-                    return value
-    return 500
+    def _freeze(self, end_perf: float) -> None:
+        """Serialize what the caller could still change, so the record keeps the values of now."""
+        self._duration = max(0.0, end_perf - self._start_perf)
+        if self._request is not None:
+            self._request_json = snapshot_json(self._request)
+        if self._response is not None:
+            self._response_json = snapshot_json(self._response)
+        if self._extra_properties is not None:
+            self._extra_properties = dict(self._extra_properties)
+        error = self._error
+        if error is not None:
+            self._error_status = exception_status(error)
+            self._error_body = error_body(error)

@@ -38,8 +38,11 @@ class Counters:
             if last_error is not None:
                 self._last_error = last_error
 
-    def snapshot(self, queue_depth: int) -> ExporterStats:
+    def snapshot(self, queue_depth: int, queued_total: int) -> ExporterStats:
+        """Return the counters; `queued_total` (records that entered the queue) adds to
+        `accepted`, which otherwise counts only the records dropped at the door."""
         with self._lock:
-            return ExporterStats(
-                **self._values, queue_depth=queue_depth, last_error=self._last_error
-            )
+            values = dict(self._values)
+            last_error = self._last_error
+        values["accepted"] += queued_total
+        return ExporterStats(**values, queue_depth=queue_depth, last_error=last_error)

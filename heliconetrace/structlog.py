@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from heliconetrace._context import CURRENT_SPAN
+from heliconetrace._context import SCOPE
 
 
 def add_helicone_context(
@@ -26,7 +26,7 @@ def add_helicone_context(
 ) -> MutableMapping[str, Any]:
     """Add helicone_request_id, helicone_user_id, helicone_session_id, helicone_model and
     helicone_properties for the span running in this context."""
-    span = CURRENT_SPAN.get()
+    span = SCOPE.get().span
     if span is None:
         return event_dict
 

@@ -12,7 +12,7 @@ import pytest
 os.environ["HELICONETRACE_RAISE_INTERNAL_ERRORS"] = "1"
 
 import heliconetrace
-from heliconetrace._context import BOUND
+from heliconetrace._context import SCOPE, Scope
 from heliconetrace._metadata import EMPTY
 from tests.receiver import HeliconeReceiver
 
@@ -38,7 +38,7 @@ def clean_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iter
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     # Tests share one thread, so a plain bind() in one test would reach the next.
-    BOUND.set(EMPTY)
+    SCOPE.set(Scope(None, EMPTY))
     sink = tmp_path / "records.jsonl"
     heliconetrace.configure(log_file=sink, shutdown_timeout=2.0)
     yield sink

@@ -63,7 +63,9 @@ class TestValidation:
     def test_invalid_environment_names_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A bad environment variable is reported with its name."""
         monkeypatch.setenv("HELICONETRACE_SHUTDOWN_TIMEOUT", "-1")
-        with pytest.raises(heliconetrace.ConfigurationError, match="HELICONETRACE_SHUTDOWN_TIMEOUT"):
+        with pytest.raises(
+            heliconetrace.ConfigurationError, match="HELICONETRACE_SHUTDOWN_TIMEOUT"
+        ):
             resolve({})
 
     def test_unknown_setting_lists_valid_ones(self) -> None:
@@ -97,15 +99,55 @@ class TestEndpoint:
     @pytest.mark.parametrize(
         ("base_url", "provider", "url", "server"),
         [
-            ("https://api.worker.helicone.ai", "openai", "https://api.worker.helicone.ai/oai/v1/log", "worker"),
-            ("https://api.worker.helicone.ai", "anthropic", "https://api.worker.helicone.ai/anthropic/v1/log", "worker"),
-            ("https://api.worker.helicone.ai", "groq", "https://api.worker.helicone.ai/custom/v1/log", "worker"),
-            ("https://api.worker.helicone.ai", None, "https://api.worker.helicone.ai/oai/v1/log", "worker"),
+            (
+                "https://api.worker.helicone.ai",
+                "openai",
+                "https://api.worker.helicone.ai/oai/v1/log",
+                "worker",
+            ),
+            (
+                "https://api.worker.helicone.ai",
+                "anthropic",
+                "https://api.worker.helicone.ai/anthropic/v1/log",
+                "worker",
+            ),
+            (
+                "https://api.worker.helicone.ai",
+                "groq",
+                "https://api.worker.helicone.ai/custom/v1/log",
+                "worker",
+            ),
+            (
+                "https://api.worker.helicone.ai",
+                None,
+                "https://api.worker.helicone.ai/oai/v1/log",
+                "worker",
+            ),
             ("https://api.hconeai.com", "openai", "https://api.hconeai.com/oai/v1/log", "worker"),
-            ("https://api.helicone.ai", "openai", "https://api.helicone.ai/v1/trace/custom/log", "jawn"),
-            ("https://eu.api.helicone.ai", "anthropic", "https://eu.api.helicone.ai/v1/trace/custom/log", "jawn"),
-            ("http://localhost:8585", "openai", "http://localhost:8585/v1/trace/custom/log", "jawn"),
-            ("http://localhost:8585/v1/trace", None, "http://localhost:8585/v1/trace/custom/log", "jawn"),
+            (
+                "https://api.helicone.ai",
+                "openai",
+                "https://api.helicone.ai/v1/trace/custom/log",
+                "jawn",
+            ),
+            (
+                "https://eu.api.helicone.ai",
+                "anthropic",
+                "https://eu.api.helicone.ai/v1/trace/custom/log",
+                "jawn",
+            ),
+            (
+                "http://localhost:8585",
+                "openai",
+                "http://localhost:8585/v1/trace/custom/log",
+                "jawn",
+            ),
+            (
+                "http://localhost:8585/v1/trace",
+                None,
+                "http://localhost:8585/v1/trace/custom/log",
+                "jawn",
+            ),
         ],
     )
     def test_path_follows_server_kind(

@@ -196,7 +196,9 @@ class TestFunctionKinds:
         records = helicone.wait_for(5)
         kinds = sorted(record["providerResponse"]["json"]["kind"] for record in records)
         assert kinds == sorted(result["kind"] for result in results)
-        names = {record["providerRequest"]["meta"]["Helicone-Property-Span-Name"] for record in records}
+        names = {
+            record["providerRequest"]["meta"]["Helicone-Property-Span-Name"] for record in records
+        }
         assert any(name.endswith("<locals>.Service.method") for name in names)
 
 

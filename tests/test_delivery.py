@@ -60,9 +60,7 @@ class TestAuthAndPaths:
 
     def test_connection_reused(self, helicone: HeliconeReceiver) -> None:
         """Sequential records travel over kept-alive connections, not one each."""
-        heliconetrace.configure(
-            api_key=TEST_KEY, log_url=f"{helicone.url}/oai/v1/log", workers=1
-        )
+        heliconetrace.configure(api_key=TEST_KEY, log_url=f"{helicone.url}/oai/v1/log", workers=1)
         for _ in range(5):
             chat(REQUEST)
             assert heliconetrace.flush(5.0)
