@@ -103,8 +103,8 @@ def snapshot_json(value: object) -> bytes | None:
     if isinstance(value, dict):
         return pydantic_core.to_json(value, fallback=json_fallback)
     if isinstance(value, BaseModel):
-        # The openai and anthropic SDKs build responses from what the provider sent; the fields
-        # it did not send are unset, and leaving them out keeps the body as the provider sent it.
+        # The openai and anthropic SDKs leave unset the fields the provider did not send.
+        # Leaving those out keeps the body as the provider sent it.
         is_sdk_object = type(value).__module__.startswith(("openai.", "anthropic."))
         return type(value).__pydantic_serializer__.to_json(
             value, exclude_unset=is_sdk_object, fallback=json_fallback

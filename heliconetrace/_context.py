@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class Scope(NamedTuple):
-    """What is in effect in a context: the open span (if any) and the bound metadata.
+    """The state of a context: the open span (if any) and the bound metadata.
 
     Both live in one context variable, so opening a span costs one `set` and one `reset`.
     """

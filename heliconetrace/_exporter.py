@@ -106,7 +106,7 @@ class _Tracker:
 def _delivery_error(response: httpx.Response) -> str | None:
     """Return why Helicone did not store the record, or None when it did."""
     if 200 <= response.status_code < 300:
-        # The worker answers 200 {"error": ...} when storing fails, so a 200 is not enough.
+        # The worker returns 200 {"error": ...} when storing fails, so a 200 is not enough.
         content = response.content
         if content.lstrip().startswith(b"{"):
             try:
@@ -158,7 +158,7 @@ class Exporter:
                 "heliconetrace dropped a record because its queue is full; Helicone is slow or "
                 "down, or records come faster than it takes them",
                 queue_size=self.settings.queue_size,
-                fix="raise HELICONETRACE_QUEUE_SIZE, or check that Helicone answers",
+                fix="raise HELICONETRACE_QUEUE_SIZE, or check that Helicone responds",
             )
             return False
 

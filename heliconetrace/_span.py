@@ -1,9 +1,9 @@
 """A span: one handled LLM request, from start to end, and the record it becomes.
 
 A span collects the request, the response (or the streamed items, or the error) and the
-metadata while the handler runs. `end()` freezes all of it into a serialized record at once, so a
-caller that changes a returned dict afterwards does not change what is logged, and hands the
-record to the exporter.
+metadata while the handler runs. `end()` serializes request and response at once, so a caller
+that changes a returned dict afterwards does not change what is logged, and hands the ended
+span to the exporter, whose thread assembles the record.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from heliconetrace._metadata import Metadata, check_property
 from heliconetrace._redact import safe_headers
 from heliconetrace._stream import StreamRecorder
 
-# Why a span ended without a normal return or an exception, sent as a property.
+# End reasons other than a return or an exception, sent as the property End-Reason.
 END_CANCELLED: Final = "cancelled"
 END_CLOSED: Final = "closed"
 
