@@ -14,16 +14,14 @@ The rules for what the record says:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from heliconetrace._capture import CANCELLED_STATUS, redacted_copy
+from heliconetrace._diagnostics import logger
 from heliconetrace._endpoint import Endpoint
 from heliconetrace._metadata import header_value, helicone_provider_name
-
-if TYPE_CHECKING:
-    from heliconetrace._span import Span
-
 from heliconetrace._record import (
     UNKNOWN_URL,
     LogRecord,
@@ -32,6 +30,10 @@ from heliconetrace._record import (
     Timestamp,
     Timing,
 )
+from heliconetrace._stream import StreamResult
+
+if TYPE_CHECKING:
+    from heliconetrace._span import Span
 
 
 def _load_object(raw: bytes | None) -> dict[str, Any]:
@@ -70,8 +72,37 @@ def _meta(span: Span, request_json: dict[str, Any]) -> dict[str, str]:
     return meta
 
 
+_models_warned_about_usage: set[str] = set()
+_usage_warning_lock = threading.Lock()
+
+
+def _warn_missing_usage(request_json: Mapping[str, Any], result: StreamResult) -> None:
+    """Warn once per model about an OpenAI-format stream that reported no token usage.
+
+    Without usage Helicone records the tokens as -1 and computes no cost. The fix is in the
+    caller's request, which is never changed here.
+    """
+    if result.usage_present or result.format not in ("openai-chat", "openai-completions"):
+        return
+    model = str(request_json.get("model") or result.model or "unknown")
+    with _usage_warning_lock:
+        if model in _models_warned_about_usage:
+            return
+        _models_warned_about_usage.add(model)
+    options = request_json.get("stream_options")
+    asked = isinstance(options, Mapping) and options.get("include_usage") is True
+    logger.warning(
+        "heliconetrace logged a stream without token usage, so Helicone cannot compute its cost",
+        model=model,
+        include_usage_requested=asked,
+        fix="pass stream_options={'include_usage': True} in the request"
+        if not asked
+        else "the provider ignored stream_options.include_usage; check the gateway",
+    )
+
+
 def _response(
-    span: Span, secrets: tuple[str, ...]
+    span: Span, secrets: tuple[str, ...], request_json: Mapping[str, Any]
 ) -> tuple[dict[str, Any], str | None, int, float | None]:
     """Return the response json, text body, status and first-content time (perf_counter)."""
     response_json: dict[str, Any] = {}
@@ -81,6 +112,7 @@ def _response(
 
     if span._stream is not None:
         result = span._stream.finish()
+        _warn_missing_usage(request_json, result)
         response_json = dict(result.json)
         text_body = result.text_body or None
         first_content_at = result.first_content_at
@@ -119,7 +151,7 @@ def assemble(span: Span, endpoint: Endpoint, secrets: tuple[str, ...]) -> bytes:
     """Build and serialize the record of an ended span for `endpoint`'s kind of server."""
     request_json = _load_object(span._request_json)
     meta = _meta(span, request_json)
-    response_json, text_body, status, first_content_at = _response(span, secrets)
+    response_json, text_body, status, first_content_at = _response(span, secrets, request_json)
     if span._stream is not None:
         request_json["stream"] = True
 

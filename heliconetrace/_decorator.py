@@ -18,6 +18,7 @@ from heliconetrace._config import SETTINGS
 from heliconetrace._diagnostics import internal_error
 from heliconetrace._generators import wrap_async_generator_function, wrap_generator_function
 from heliconetrace._metadata import Metadata, metadata_from_options
+from heliconetrace._returned_streams import adopt_returned_stream
 from heliconetrace._scope import activate, deactivate, new_span, record_exit
 from heliconetrace._span import Span
 
@@ -67,6 +68,15 @@ class _Instrumentation:
         return span
 
 
+def _adopted(result: object, span: Span) -> bool:
+    """Let a returned stream end the span when it ends; False when `result` is no stream."""
+    try:
+        return adopt_returned_stream(result, span)
+    except Exception as error:
+        internal_error("decorator.adopt_stream", error)
+        return False
+
+
 def _wrap_function(function: Callable[..., Any], tool: _Instrumentation) -> Callable[..., Any]:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -82,10 +92,9 @@ def _wrap_function(function: Callable[..., Any], tool: _Instrumentation) -> Call
             span.end()
             raise
         deactivate(token)
-        # TODO: a returned openai Stream or Starlette StreamingResponse is logged as an object
-        # here; it should end the span only when its body has been iterated.
-        span.capture_response(result)
-        span.end()
+        if not _adopted(result, span):
+            span.capture_response(result)
+            span.end()
         return result
 
     return wrapper
@@ -108,8 +117,9 @@ def _wrap_coroutine_function(
             span.end()
             raise
         deactivate(token)
-        span.capture_response(result)
-        span.end()
+        if not _adopted(result, span):
+            span.capture_response(result)
+            span.end()
         return result
 
     return wrapper

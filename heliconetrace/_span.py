@@ -28,6 +28,7 @@ from heliconetrace._stream import StreamRecorder
 # End reasons other than a return or an exception, sent as the property End-Reason.
 END_CANCELLED: Final = "cancelled"
 END_CLOSED: Final = "closed"
+END_ABANDONED: Final = "abandoned"
 
 _UUID4_VERSION_BITS: Final = 0x4 << 76
 _UUID_VARIANT_BITS: Final = 0x2 << 62
@@ -210,6 +211,14 @@ class Span:
     def capture_response(self, value: object) -> None:
         if not self._response_by_user:
             self._response = value
+
+    def capture_response_headers(self, headers: Mapping[str, str]) -> None:
+        if not self._response_by_user:
+            self._response_headers = headers
+
+    def capture_request_url(self, url: str) -> None:
+        if not self._request_by_user:
+            self._request_url = url
 
     def stream_recorder(self) -> StreamRecorder:
         recorder = self._stream

@@ -1,0 +1,114 @@
+"""Handlers that return a stream instead of yielding: the span ends when the stream does.
+
+A handler may return an openai or anthropic `Stream` / `AsyncStream`, or a Starlette (FastAPI)
+`StreamingResponse`. Ending the span at return would log an empty response, so the stream's
+item iterator is replaced, on the same object, by one that records each item and ends the span
+when the stream is exhausted, fails or is closed. The caller keeps the object it expects.
+
+If nobody iterates the stream and it is garbage-collected, the span ends as "abandoned".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Final
+
+from heliconetrace._redact import safe_headers
+from heliconetrace._span import END_ABANDONED, END_CANCELLED, END_CLOSED, Span
+
+_SDK_MODULES: Final = ("openai", "anthropic")
+_STREAM_CLASSES: Final = frozenset({"Stream", "AsyncStream"})
+
+
+def _is_sdk_stream(value: object) -> bool:
+    cls = type(value)
+    for base in cls.__mro__:
+        if base.__name__ in _STREAM_CLASSES and base.__module__.startswith(_SDK_MODULES):
+            return True
+    return False
+
+
+def _is_streaming_response(value: object) -> bool:
+    module = type(value).__module__
+    return module.startswith(("starlette.", "fastapi.")) and hasattr(value, "body_iterator")
+
+
+def _record_sync(iterator: Iterator[Any], span: Span) -> Iterator[Any]:
+    record_item = span.stream_recorder().add
+    try:
+        for item in iterator:
+            record_item(item)
+            yield item
+    except GeneratorExit:
+        span.cancel(END_CLOSED)
+        raise
+    except BaseException as error:
+        span.fail(error)
+        raise
+    finally:
+        span.end()
+
+
+async def _record_async(iterator: AsyncIterator[Any], span: Span) -> AsyncIterator[Any]:
+    record_item = span.stream_recorder().add
+    try:
+        async for item in iterator:
+            record_item(item)
+            yield item
+    except GeneratorExit:
+        span.cancel(END_CLOSED)
+        raise
+    except asyncio.CancelledError as error:
+        span.cancel(END_CANCELLED, error)
+        raise
+    except BaseException as error:
+        span.fail(error)
+        raise
+    finally:
+        span.end()
+
+
+def _end_abandoned(span: Span) -> None:
+    if not span.ended:
+        span.cancel(END_ABANDONED)
+        span.end()
+
+
+def _capture_http_response(value: object, span: Span) -> None:
+    """Keep the provider's response headers, status and request URL of an SDK stream."""
+    response = getattr(value, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        span.capture_response_headers(safe_headers(headers))
+    request = getattr(response, "request", None)
+    url = getattr(request, "url", None)
+    if url is not None:
+        span.capture_request_url(str(url))
+
+
+def adopt_returned_stream(value: object, span: Span) -> bool:
+    """End `span` when the stream `value` ends, if `value` is a stream; return whether it was.
+
+    The object is changed in place: its item iterator is wrapped. Anything else returns False
+    and the caller ends the span itself.
+    """
+    if _is_sdk_stream(value):
+        is_async = hasattr(value, "__anext__")
+        # Both SDKs iterate `_iterator` in `__iter__`/`__next__` (and the async forms), in
+        # openai 1.x to 3.x and anthropic 0.x to 2.x; anthropic makes it on first access.
+        original = getattr(value, "_iterator", None)
+        if original is None:
+            return False
+        _capture_http_response(value, span)
+        wrapped = _record_async(original, span) if is_async else _record_sync(original, span)
+        value._iterator = wrapped  # type: ignore[attr-defined]
+    elif _is_streaming_response(value):
+        original = value.body_iterator  # type: ignore[attr-defined]
+        value.body_iterator = _record_async(original, span)  # type: ignore[attr-defined]
+    else:
+        return False
+
+    weakref.finalize(value, _end_abandoned, span)
+    return True
