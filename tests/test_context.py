@@ -6,6 +6,8 @@ import asyncio
 import threading
 from typing import Any
 
+import pytest
+
 import heliconetrace
 from heliconetrace import bind, current_span, helicone_logged, helicone_span
 from tests.helicone_schema import assert_valid_record
@@ -98,6 +100,36 @@ class TestNesting:
         assert inner["Helicone-Property-Tier"] == "2"
         assert inner["Helicone-Session-Id"] == "s-9"
         assert "Helicone-Session-Id" not in metas["outer"]
+
+    def test_async_with_span_logs_record(self, helicone: HeliconeReceiver) -> None:
+        """helicone_span() works as async with, and an exception inside fails the record."""
+
+        async def run() -> None:
+            async with helicone_span(name="async-block", user="a") as span:
+                span.set_request({"model": "m"})
+                await asyncio.sleep(0)
+                span.set_response({"ok": True})
+            with pytest.raises(KeyError):
+                async with helicone_span(name="async-failing"):
+                    raise KeyError("missing")
+
+        asyncio.run(run())
+        metas = meta_by_name(helicone, 2)
+        assert metas["async-block"]["Helicone-User-Id"] == "a"
+        statuses = {
+            record["providerRequest"]["meta"]["Helicone-Property-Span-Name"]: record[
+                "providerResponse"
+            ]["status"]
+            for record in helicone.records
+        }
+        assert statuses == {"async-block": 200, "async-failing": 500}
+
+    def test_setter_after_end_raises(self) -> None:
+        """Changing a span after its block ended raises, naming the method."""
+        with helicone_span(name="ended") as span:
+            pass
+        with pytest.raises(RuntimeError, match="set_response"):
+            span.set_response({"late": True})
 
     def test_inner_span_parent_is_outer(self) -> None:
         """current_span() inside a nested span has the outer span as parent."""
