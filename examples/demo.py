@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import structlog
 from chat_service import ChatService
 from replay_server import ReplayServer
 
@@ -63,6 +64,7 @@ def run_requests(service: ChatService) -> None:
         service.chat({"model": "replay-429", "messages": QUESTION}, user="frank")
     except openai.RateLimitError as error:
         print(f"   the service saw: {type(error).__name__} {error.status_code}")
+        print("   (its latency includes the openai SDK's own retries before it gave up)")
 
 
 def check_records(path: Path) -> int:
@@ -100,6 +102,8 @@ def main() -> int:
 
     # api_key=None overrides HELICONE_API_KEY, so the demo never sends to a real Helicone.
     heliconetrace.configure(api_key=None, log_file=records)
+    # heliconetrace logs through structlog; send those lines to stderr, away from the output.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
     with ReplayServer() as gateway:
         print(f"Replaying recorded provider traffic at {gateway.url}\n")
@@ -116,7 +120,10 @@ def main() -> int:
     if problems:
         print(f"\n{problems} problems found in the records", file=sys.stderr)
         return 1
-    print("\nEvery call was logged with its user, virtual key, status and token usage.")
+    print(
+        "\nEvery call was logged with its user, virtual key and status, and every successful "
+        "one with its token usage."
+    )
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from heliconetrace._diagnostics import logger
 from heliconetrace._errors import ConfigurationError
 
 # The cloud worker host is Helicone's documented manual-logger endpoint. Nothing is sent there
@@ -119,7 +120,7 @@ def _parse_enabled(value: object) -> bool:
             return False
         if word in _TRUE_WORDS:
             return True
-    raise _invalid("enabled", _shown("enabled", value), "use 1/true/on or 0/false/off.")
+    raise _invalid("enabled", _shown("enabled", value), "use 1/true/on/yes or 0/false/off/no.")
 
 
 def _parse_url(name: str, value: object) -> str:
@@ -164,8 +165,13 @@ def _parse(name: str, value: object) -> object:
     return _parse_number(name, value, float, 0.0)
 
 
-def resolve(overrides: dict[str, object]) -> Settings:
-    """Build settings from the environment, then `overrides` on top of it."""
+def resolve(overrides: dict[str, object], *, lenient: bool = False) -> Settings:
+    """Build settings from the environment, then `overrides` on top of it.
+
+    An environment variable whose setting is in `overrides` is not read at all. With `lenient`,
+    an invalid environment variable is logged and left out instead of raising: that is how
+    settings are resolved on first use inside a handler, which must not fail because of them.
+    """
     unknown = sorted(set(overrides) - SETTING_NAMES)
     if unknown:
         valid = ", ".join(sorted(SETTING_NAMES))
@@ -174,8 +180,18 @@ def resolve(overrides: dict[str, object]) -> Settings:
     values: dict[str, object] = {"log_file": default_log_file()}
     for name, variable in _ENVIRONMENT.items():
         text = os.environ.get(variable)
-        if text is not None and text.strip():
+        if name in overrides or text is None or not text.strip():
+            continue
+        try:
             values[name] = _parse(name, text)
+        except ConfigurationError as error:
+            if not lenient:
+                raise
+            logger.error(
+                "heliconetrace ignored an invalid environment variable and uses the default",
+                variable=variable,
+                error=str(error),
+            )
     for name, value in overrides.items():
         values[name] = _parse(name, value)
 
@@ -197,7 +213,7 @@ class SettingsHolder:
         if settings is None:
             with self._lock:
                 if self._settings is None:
-                    self._settings = resolve({})
+                    self._settings = resolve({}, lenient=True)
                 settings = self._settings
         return settings
 

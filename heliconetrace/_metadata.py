@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote
 
+from heliconetrace._diagnostics import warning_limited
 from heliconetrace._errors import MetadataError
 
 # Names of the options every scope accepts, in the order the docs list them.
@@ -192,6 +193,15 @@ def check_provider(value: object) -> str:
         raise MetadataError(
             f"Invalid provider={value!r}: use a provider name such as 'openai', 'anthropic' "
             "or 'azure'."
+        )
+    if text not in HELICONE_PROVIDER_NAMES:
+        # Not an error: Helicone may know providers added after this list was written.
+        warning_limited(
+            f"provider:{text}",
+            "heliconetrace does not know this provider; Helicone may compute no cost for it",
+            provider=text,
+            known=", ".join(HELICONE_PROVIDER_NAMES),
+            fix="check the spelling, or use 'openai' for OpenAI-compatible gateways",
         )
     return text
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,8 @@ import pytest
 import heliconetrace
 from heliconetrace._config import SETTINGS, default_log_file, resolve
 from heliconetrace._endpoint import resolve_endpoint
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class TestPrecedence:
@@ -79,6 +84,45 @@ class TestValidation:
         with pytest.raises(heliconetrace.ConfigurationError):
             heliconetrace.configure(queue_size=-1)
         assert SETTINGS.get().queue_size == 11
+
+
+class TestFirstUse:
+    def test_invalid_environment_never_fails_handler(self, tmp_path: Path) -> None:
+        """With a bad variable and no configure() call, handlers run and the error is logged."""
+        script = (
+            "from heliconetrace import helicone_logged\n"
+            "@helicone_logged\n"
+            "def handler():\n"
+            "    return {'ok': True}\n"
+            "print('result', handler(), handler())\n"
+        )
+        environment = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "HELICONETRACE_ENABLED": "maybe",
+            "HELICONETRACE_QUEUE_SIZE": "abc",
+            "XDG_STATE_HOME": str(tmp_path),
+        }
+        environment.pop("HELICONETRACE_RAISE_INTERNAL_ERRORS", None)
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "result {'ok': True} {'ok': True}" in result.stdout
+        lines = [line for line in result.stdout.splitlines() if "invalid environment" in line]
+        assert len(lines) == 2
+        assert "variable=HELICONETRACE_ENABLED" in lines[0]
+        assert "variable=HELICONETRACE_QUEUE_SIZE" in lines[1]
+
+    def test_argument_overrides_invalid_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A configure() argument wins even where the variable it overrides is invalid."""
+        monkeypatch.setenv("HELICONETRACE_ENABLED", "maybe")
+        heliconetrace.configure(enabled=True)
+        assert SETTINGS.get().enabled is True
 
 
 class TestSecrecy:

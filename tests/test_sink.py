@@ -93,6 +93,8 @@ class TestShowCommand:
 
     def test_show_limit_keeps_newest(self, clean_configuration: Path) -> None:
         """--limit shows only the newest records."""
+        # One worker writes the records in the order the spans ended; several may interleave.
+        heliconetrace.configure(log_file=clean_configuration, workers=1)
         for user in ("first", "second", "third"):
             with helicone_span(user=user):
                 pass
