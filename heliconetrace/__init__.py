@@ -11,12 +11,14 @@ from heliconetrace._errors import ConfigurationError, HeliconeTraceError, Metada
 from heliconetrace._scope import SpanScope, helicone_span
 from heliconetrace._span import Span
 from heliconetrace._stats import ExporterStats
+from heliconetrace._threads import ContextThreadPoolExecutor, with_context
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Binding",
     "ConfigurationError",
+    "ContextThreadPoolExecutor",
     "ExporterStats",
     "HeliconeTraceError",
     "MetadataError",
@@ -31,4 +33,5 @@ __all__ = [
     "helicone_span",
     "shutdown",
     "stats",
+    "with_context",
 ]

@@ -7,7 +7,9 @@ worker: see the README's section on threads.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -33,6 +35,17 @@ SCOPE: Final[contextvars.ContextVar[Scope]] = contextvars.ContextVar(
 )
 
 
+def execution_unit() -> tuple[int, object]:
+    """Identify what runs now: the thread, and the asyncio task (None outside any task).
+
+    A thread or task that received a copy of a context sees the same span as its parent, so
+    this tells the span's own code from a copy's.
+    """
+    loop = asyncio._get_running_loop()
+    task = asyncio.current_task(loop) if loop is not None else None
+    return threading.get_ident(), task
+
+
 def current_span() -> Span | None:
     """Return the span of the handler running now, or None outside any span."""
     return SCOPE.get().span
@@ -55,8 +68,9 @@ class Binding:
         self._token: contextvars.Token[Scope] | None = SCOPE.set(Scope(span, merged))
 
         # A span that is open here takes the new values too: a handler often learns the user
-        # only after authenticating, inside its own span.
-        if span is not None:
+        # only after authenticating, inside its own span. A thread or task that was handed a
+        # copy of the span's context binds for itself, not for the span.
+        if span is not None and span.owner == execution_unit():
             span.update_metadata(metadata)
 
     def __enter__(self) -> Binding:

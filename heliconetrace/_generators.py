@@ -24,11 +24,14 @@ import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any
 
-from heliconetrace._context import SCOPE, Scope
+from heliconetrace._context import SCOPE, Scope, execution_unit
 from heliconetrace._span import END_CANCELLED, END_CLOSED, Span
 
 
 def _enter(span: Span) -> None:
+    # NOTE: the span belongs to the thread and task of the first step; a bind() in the body
+    # while another thread or task advances it binds for the body only, not for the record.
+    span.owner = execution_unit()
     SCOPE.set(Scope(span, span.metadata))
 
 

@@ -11,7 +11,7 @@ import contextlib
 import contextvars
 from types import TracebackType
 
-from heliconetrace._context import SCOPE, Scope
+from heliconetrace._context import SCOPE, Scope, execution_unit
 from heliconetrace._metadata import Metadata, metadata_from_options
 from heliconetrace._span import END_CANCELLED, Span, check_request_id
 
@@ -26,6 +26,7 @@ def new_span(metadata: Metadata, request_id: str | None = None) -> Span:
 
 def activate(span: Span) -> SpanToken:
     """Make `span` current in this context; undo with `deactivate()` in the same context."""
+    span.owner = execution_unit()
     return SCOPE.set(Scope(span, span.metadata))
 
 

@@ -78,6 +78,8 @@ class Span:
     _extra_properties: dict[str, str] | None = None
     _stream: StreamRecorder | None = None
     _ended = False
+    # The thread and task that run the span's own code (see `_context.execution_unit`).
+    owner: tuple[int, object] | None = None
     # Set when the span ends.
     _duration = 0.0
     _request_json: bytes | None = None

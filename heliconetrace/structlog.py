@@ -11,6 +11,12 @@ Add it to your processor chain before the renderer, beside `merge_contextvars` i
     )
 
 Outside a span it adds nothing. Keys already in the event are left as they are.
+
+It reads the span of the context it runs in. A worker thread has the caller's span only where
+the context was copied into it (`asyncio.to_thread`, `ContextThreadPoolExecutor`,
+`with_context()`). In a stdlib `ProcessorFormatter`'s `foreign_pre_chain` it runs in the
+thread that formats the record. The handlers of a `logging.handlers.QueueListener` format in
+the listener's thread, which has no span, so plain `logging` records get no span fields there.
 """
 
 from __future__ import annotations

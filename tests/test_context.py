@@ -198,6 +198,23 @@ class TestIsolation:
             assert meta["Helicone-User-Id"] == f"user-{index}"
             assert meta["Helicone-Property-Index"] == str(index)
 
+    def test_child_task_bind_leaves_parent_record(self, helicone: HeliconeReceiver) -> None:
+        """bind() in tasks under asyncio.gather does not change the parent span's record."""
+
+        async def child(index: int) -> None:
+            bind(user=f"child-{index}")
+            await asyncio.sleep(0)
+
+        @helicone_logged(name="parent", user="parent-user")
+        async def parent() -> None:
+            await asyncio.gather(child(1), child(2))
+            bind(properties={"After": "gather"})
+
+        asyncio.run(parent())
+        meta = meta_by_name(helicone, 1)["parent"]
+        assert meta["Helicone-User-Id"] == "parent-user"
+        assert meta["Helicone-Property-After"] == "gather"
+
     def test_threads_keep_each_request_separate(self, helicone: HeliconeReceiver) -> None:
         """Handlers running in several threads at once each log their own user."""
         barrier = threading.Barrier(8)

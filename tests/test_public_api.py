@@ -15,6 +15,7 @@ def test_all_lists_public_names() -> None:
         [
             "Binding",
             "ConfigurationError",
+            "ContextThreadPoolExecutor",
             "ExporterStats",
             "HeliconeTraceError",
             "MetadataError",
@@ -29,6 +30,7 @@ def test_all_lists_public_names() -> None:
             "helicone_span",
             "shutdown",
             "stats",
+            "with_context",
         ]
     )
     for name in heliconetrace.__all__:
