@@ -1,12 +1,15 @@
 """Turn what a handler received, returned or raised into JSON for the record.
 
 The default request rule: the first positional argument, then the first keyword argument, that is
-a mapping holding a "model" key or a pydantic model with a "model" field. Handlers whose request
-looks different name the argument (`request_arg=`) or pass a function (`request_extractor=`).
+a mapping holding a "model" key or a pydantic model with a "model" field. Failing that, a handler
+called the way the openai and anthropic SDK methods are (`model=..., messages=...`) has its
+keyword arguments as the request, as `find_request` details. Handlers whose request looks
+different name the argument (`request_arg=`) or pass a function (`request_extractor=`).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -14,7 +17,7 @@ from typing import Any, Final
 import pydantic_core
 from pydantic import BaseModel
 
-from heliconetrace._redact import redact_text
+from heliconetrace._redact import is_secret_header, redact_text
 
 # Status for a failure that carries no HTTP status of its own.
 DEFAULT_ERROR_STATUS: Final = 500
@@ -23,8 +26,41 @@ CANCELLED_STATUS: Final = -3
 
 RequestExtractor = Callable[..., Any]
 
+# Keyword arguments that, next to a string `model`, mark a call made the SDK way:
+# chat (`messages`), responses (`input`), completions (`prompt`) and anthropic (`max_tokens`).
+SDK_REQUEST_MARKERS: Final = frozenset({"messages", "input", "prompt", "max_tokens"})
+# Keyword arguments of the SDK methods (and of clients) that configure the HTTP call and are not
+# part of the request body. `extra_body` is merged into the body, as the SDKs do.
+SDK_CALL_OPTIONS: Final = frozenset(
+    {
+        "extra_headers",
+        "extra_query",
+        "extra_body",
+        "timeout",
+        "betas",
+        "client",
+        "http_client",
+        "base_url",
+        "default_headers",
+        "default_query",
+        "organization",
+        "project",
+        "max_retries",
+    }
+)
+# Value types a request field may have. Values of other types are left out of the request: a
+# client, an SDK sentinel such as NOT_GIVEN, or a class passed as response_format.
+_JSON_FIELD_TYPES: Final = (str, int, float, bool, list, tuple, Mapping, BaseModel)
+
+
+# Types that are never a request, checked first because the Mapping and BaseModel checks below
+# cost several times more, and handlers are often called with strings and lists.
+_PLAIN_TYPES: Final = frozenset({str, int, float, bool, list, tuple, bytes, type(None)})
+
 
 def is_request_like(value: object) -> bool:
+    if type(value) in _PLAIN_TYPES:
+        return False
     if isinstance(value, dict):
         return "model" in value
     if isinstance(value, Mapping):
@@ -35,12 +71,49 @@ def is_request_like(value: object) -> bool:
 
 
 def find_request(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> object | None:
-    """Apply the default request rule to a call's arguments."""
+    """Apply the default request rule to a call's arguments.
+
+    1. The first argument, positional then keyword, that is a mapping with a "model" key or a
+       pydantic model with a `model` field.
+    2. Otherwise, for a call made the SDK way, with a string `model=` and one of `messages=`,
+       `input=`, `prompt=` or `max_tokens=`: a dict of the keyword arguments that are request
+       fields. Call options (`extra_headers`, `timeout`, `client`, ... in `SDK_CALL_OPTIONS`),
+       names that look like credentials (`api_key`) and values that are not JSON-like (a client
+       object, an SDK sentinel such as NOT_GIVEN) are left out. `extra_body` is merged in.
+    3. Otherwise None: the record has an empty request.
+
+    It runs on the caller's thread for every call, so it only looks at types and keys.
+    """
     for value in (*args, *kwargs.values()):
         if is_request_like(value):
             found: object = value
             return found
+    if isinstance(kwargs.get("model"), str) and not SDK_REQUEST_MARKERS.isdisjoint(kwargs):
+        return keyword_request(kwargs)
     return None
+
+
+def keyword_request(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the request fields among SDK-style keyword arguments (rule 2 of `find_request`)."""
+    request = {name: value for name, value in kwargs.items() if is_request_field(name, value)}
+    extra_body = kwargs.get("extra_body")
+    if isinstance(extra_body, Mapping):
+        for name, value in extra_body.items():
+            if isinstance(name, str) and is_request_field(name, value):
+                request[name] = value
+    return request
+
+
+def is_request_field(name: str, value: object) -> bool:
+    if not is_request_field_name(name):
+        return False
+    return value is None or isinstance(value, _JSON_FIELD_TYPES)
+
+
+@functools.lru_cache(maxsize=512)
+def is_request_field_name(name: str) -> bool:
+    """Return whether a keyword may be a request field; cached, because handlers repeat them."""
+    return name not in SDK_CALL_OPTIONS and not is_secret_header(name)
 
 
 class ArgumentPicker:

@@ -3,6 +3,11 @@
     python -m heliconetrace show [PATH] [--limit N]
 
 prints the latest records (time, status, model, user, latency, tokens), oldest first.
+
+    python -m heliconetrace doctor
+
+checks the configured Helicone connection step by step and sends one test record (see
+`heliconetrace._doctor`). The exit status is 0 only when the record was accepted.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from heliconetrace._config import ENV_LOG_FILE, SETTINGS
+from heliconetrace._errors import ConfigurationError
 
 _COLUMNS = (
     "time",
@@ -124,6 +130,18 @@ def show(path: Path, limit: int, output: TextIO) -> int:
     return 0
 
 
+def doctor() -> int:
+    """Run `python -m heliconetrace doctor` with the settings of this process."""
+    from heliconetrace._doctor import run_doctor
+
+    try:
+        settings = SETTINGS.get()
+    except ConfigurationError as error:
+        print(f"heliconetrace doctor: {error}", file=sys.stderr)
+        return 1
+    return run_doctor(settings, sys.stdout)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m heliconetrace", description="Inspect heliconetrace's local records."
@@ -139,7 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_parser.add_argument(
         "--limit", "-n", type=int, default=20, help="how many of the latest records (default 20)"
     )
+    commands.add_parser(
+        "doctor",
+        help="check the connection to Helicone step by step and send one test record",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.command == "doctor":
+        return doctor()
 
     if arguments.limit < 1:
         parser.error(f"--limit must be at least 1, not {arguments.limit}")

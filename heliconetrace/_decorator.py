@@ -191,9 +191,12 @@ def helicone_logged(
     Options are checked here, at decoration time, and a bad one raises `MetadataError`.
 
     Request: the first argument that is a mapping with a "model" key or a pydantic model with a
-    `model` field; or the argument named by `request_arg`; or what `request_extractor(*args,
-    **kwargs)` returns. Response: the return value (a mapping, a pydantic model or an object with
-    `model_dump()`), or the items a generator yields. An exception marks the record failed and
+    `model` field; else, for a call made the way SDK methods are (a string `model=` keyword and
+    one of `messages=`, `input=`, `prompt=`, `max_tokens=`), its JSON-like keyword arguments.
+    `request_arg` names the argument instead, or `request_extractor(*args, **kwargs)` returns it.
+
+    Response: the return value (a mapping, a pydantic model or an object with `model_dump()`),
+    or the items a generator yields. An exception marks the record failed and
     propagates unchanged.
     """
     options = metadata_from_options(

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final
 
 from heliconetrace._redact import safe_headers
+from heliconetrace._sdk import safe_url
 from heliconetrace._span import END_ABANDONED, END_CANCELLED, END_CLOSED, Span
 
 _SDK_MODULES: Final = ("openai", "anthropic")
@@ -85,7 +86,8 @@ def _capture_http_response(value: object, span: Span) -> None:
     request = getattr(response, "request", None)
     url = getattr(request, "url", None)
     if url is not None:
-        span.capture_request_url(str(url))
+        # Masked: a URL may carry credentials in its user part or query.
+        span.capture_request_url(safe_url(str(url)))
 
 
 def adopt_returned_stream(value: object, span: Span) -> bool:

@@ -22,7 +22,9 @@ from heliconetrace._diagnostics import internal_error
 from heliconetrace._errors import MetadataError
 from heliconetrace._exporter import get_exporter
 from heliconetrace._metadata import Metadata, check_property
+from heliconetrace._portkey import portkey_metadata
 from heliconetrace._redact import safe_headers
+from heliconetrace._sdk import unwrap_raw_response
 from heliconetrace._stream import StreamRecorder
 
 # End reasons other than a return or an exception, sent as the property End-Reason.
@@ -47,6 +49,12 @@ def new_request_id() -> str:
 
 
 _REQUEST_ID_LOCK: Final = threading.Lock()
+
+
+def _preview(value: object) -> str:
+    """Return a short repr of a value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_request_id(value: object) -> str:
@@ -138,21 +146,25 @@ class Span:
     ) -> None:
         """Set the provider request body to log, replacing what the decorator captured.
 
-        `json` is a mapping, a pydantic model or an SDK object. `headers` are the request headers;
-        they are never logged (Helicone's record has no place for them).
+        `json` is a mapping, a pydantic model or an SDK object. `headers` are the request headers:
+        they are not logged, but Portkey's `x-portkey-virtual-key`, `-provider`, `-trace-id` and
+        `-metadata` become properties (see `heliconetrace._portkey`).
         """
         self._check_open("set_request")
         if to_json_object(json) is None:
             raise TypeError(
                 f"set_request() needs a mapping or pydantic model as json, not "
-                f"{type(json).__name__}. Pass the request body, e.g. {{'model': ..., "
-                "'messages': [...]}."
+                f"{type(json).__name__} ({_preview(json)}). Pass the request body, for example "
+                "{'model': ..., 'messages': [...]}."
             )
         if url is not None and not isinstance(url, str):
             raise TypeError(f"set_request(url={url!r}) needs a string URL.")
         self._request = json
         self._request_by_user = True
         self._request_url = url
+        if headers is not None:
+            # The span's own metadata wins over what the headers describe.
+            self._metadata = portkey_metadata(headers, url).merged(self._metadata)
 
     def set_response(
         self,
@@ -171,7 +183,8 @@ class Span:
         if json is not None and to_json_object(json) is None:
             raise TypeError(
                 f"set_response() needs a mapping or pydantic model as json, not "
-                f"{type(json).__name__}. Pass plain text as text=..."
+                f"{type(json).__name__} ({_preview(json)}). Pass a body that is not a JSON "
+                "object as text, for example set_response(text=...)."
             )
         if text is not None and not isinstance(text, str):
             raise TypeError(f"set_response(text=...) needs a str, not {type(text).__name__}.")
@@ -211,6 +224,16 @@ class Span:
             self._request = value
 
     def capture_response(self, value: object) -> None:
+        raw = unwrap_raw_response(value)
+        if raw is not None:
+            # An SDK raw response: log its body, and keep its headers, status and request URL.
+            value = raw.body
+            self._metadata = raw.metadata.merged(self._metadata)
+            if self._request_url is None:
+                self._request_url = raw.url
+            if not self._response_by_user:
+                self._response_status = raw.status
+                self._response_headers = raw.headers
         if not self._response_by_user:
             self._response = value
 
