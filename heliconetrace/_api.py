@@ -12,8 +12,9 @@ def configure(**settings: object) -> None:
     """Set configuration for the whole process; arguments override the environment.
 
     Settings: api_key, base_url, log_url, enabled, log_file, queue_size, request_timeout,
-    shutdown_timeout, workers (the README's configuration table gives each one's environment
-    variable, default and reason). An invalid value raises `ConfigurationError` naming the
+    shutdown_timeout, workers, retry_max_attempts, retry_max_backoff, spool_dir,
+    spool_max_bytes (the README's configuration table gives each one's environment variable,
+    default and reason). An invalid value raises `ConfigurationError` naming the
     setting and the fix, and leaves the current configuration in place.
 
     Records already handed to the previous exporter are delivered with the previous settings,
@@ -28,8 +29,12 @@ def configure(**settings: object) -> None:
 
 def flush(timeout: float) -> bool:
     """Wait until every record handed over before this call is finished, for at most `timeout`
-    seconds. Return True only when all of them were delivered, written locally, or given up on
-    (see `stats()`) by the deadline."""
+    seconds. Return True only when all of them were delivered, written locally, spooled, or
+    given up on (see `stats()`) by the deadline.
+
+    Safe in a handler, a signal handler and an atexit hook. A record waiting for a retry is
+    not finished, so during an outage flush() returns False at its deadline.
+    """
     exporter = EXPORTERS.peek()
     if exporter is None:
         return True
@@ -39,8 +44,9 @@ def flush(timeout: float) -> bool:
 def shutdown(timeout: float) -> bool:
     """Deliver what is queued for at most `timeout` seconds, then stop the background threads.
 
-    Records logged after this call start a new exporter. Return True when everything queued was
-    finished in time.
+    With a spool, records still undelivered shortly before the deadline are written to it;
+    without one they are dropped. Records logged after this call start a new exporter. Return
+    True when no record had to be dropped at the deadline.
     """
     exporter = EXPORTERS.peek()
     if exporter is None:

@@ -8,6 +8,11 @@ prints the latest records (time, status, model, user, latency, tokens), oldest f
 
 checks the configured Helicone connection step by step and sends one test record (see
 `heliconetrace._doctor`). The exit status is 0 only when the record was accepted.
+
+    python -m heliconetrace replay DIR [--timeout SECONDS]
+
+delivers the records in a spool directory (see `heliconetrace._replay`) and removes them; the
+exit status is 0 when none is left.
 """
 
 from __future__ import annotations
@@ -161,9 +166,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doctor",
         help="check the connection to Helicone step by step and send one test record",
     )
+    replay_parser = commands.add_parser(
+        "replay", help="deliver the records of a spool directory to Helicone, then remove them"
+    )
+    replay_parser.add_argument("directory", type=Path, help="the spool directory")
+    replay_parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to keep trying while Helicone fails (default 60); records not delivered "
+        "stay in the spool",
+    )
     arguments = parser.parse_args(argv)
     if arguments.command == "doctor":
         return doctor()
+    if arguments.command == "replay":
+        from heliconetrace._replay import replay_command
+
+        return replay_command(arguments.directory, arguments.timeout, sys.stdout)
 
     if arguments.limit < 1:
         parser.error(f"--limit must be at least 1, not {arguments.limit}")

@@ -39,6 +39,23 @@ DEFAULT_SHUTDOWN_TIMEOUT: Final = 3.0
 # busy service without opening a connection per request.
 DEFAULT_WORKERS: Final = 4
 
+# A record is given up (spooled, or dropped without a spool) after this many failed attempts.
+# Backoff is shared by the whole endpoint, so only the record that probes a failing Helicone
+# spends attempts, and the rest of the queue waits. Five attempts ride out minutes of outage.
+DEFAULT_RETRY_MAX_ATTEMPTS: Final = 5
+
+# The cap of the exponential backoff between attempts, which starts at 0.5 s and doubles.
+# Probing at most every 30 s notices a recovery within half a minute, and sends a down server
+# two requests a minute.
+DEFAULT_RETRY_MAX_BACKOFF: Final = 30.0
+
+# Hours of records of a busy service (about 130,000 records of 2 KB), and little next to the
+# free space of a server's disk.
+DEFAULT_SPOOL_MAX_BYTES: Final = 256 * 1024 * 1024
+
+# The smallest spool that fits a few records; smaller values are a typo more often than not.
+MIN_SPOOL_MAX_BYTES: Final = 4096
+
 ENV_API_KEY: Final = "HELICONE_API_KEY"
 ENV_BASE_URL: Final = "HELICONE_BASE_URL"
 ENV_LOG_URL: Final = "HELICONETRACE_LOG_URL"
@@ -48,6 +65,10 @@ ENV_QUEUE_SIZE: Final = "HELICONETRACE_QUEUE_SIZE"
 ENV_REQUEST_TIMEOUT: Final = "HELICONETRACE_REQUEST_TIMEOUT"
 ENV_SHUTDOWN_TIMEOUT: Final = "HELICONETRACE_SHUTDOWN_TIMEOUT"
 ENV_WORKERS: Final = "HELICONETRACE_WORKERS"
+ENV_RETRY_MAX_ATTEMPTS: Final = "HELICONETRACE_RETRY_MAX_ATTEMPTS"
+ENV_RETRY_MAX_BACKOFF: Final = "HELICONETRACE_RETRY_MAX_BACKOFF"
+ENV_SPOOL_DIR: Final = "HELICONETRACE_SPOOL_DIR"
+ENV_SPOOL_MAX_BYTES: Final = "HELICONETRACE_SPOOL_MAX_BYTES"
 
 _FALSE_WORDS: Final = frozenset({"0", "false", "off", "no"})
 _TRUE_WORDS: Final = frozenset({"1", "true", "on", "yes"})
@@ -76,6 +97,11 @@ class Settings(BaseModel):
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     workers: int = DEFAULT_WORKERS
+    retry_max_attempts: int = DEFAULT_RETRY_MAX_ATTEMPTS
+    retry_max_backoff: float = DEFAULT_RETRY_MAX_BACKOFF
+    # None: no spool, so records that cannot be delivered are dropped and counted.
+    spool_dir: Path | None = None
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
 
     @property
     def sends_to_helicone(self) -> bool:
@@ -94,6 +120,10 @@ _ENVIRONMENT: Final[dict[str, str]] = {
     "request_timeout": ENV_REQUEST_TIMEOUT,
     "shutdown_timeout": ENV_SHUTDOWN_TIMEOUT,
     "workers": ENV_WORKERS,
+    "retry_max_attempts": ENV_RETRY_MAX_ATTEMPTS,
+    "retry_max_backoff": ENV_RETRY_MAX_BACKOFF,
+    "spool_dir": ENV_SPOOL_DIR,
+    "spool_max_bytes": ENV_SPOOL_MAX_BYTES,
 }
 
 SETTING_NAMES: Final = frozenset(_ENVIRONMENT)
@@ -160,8 +190,17 @@ def _parse(name: str, value: object) -> object:
         if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
             raise _invalid(name, _shown(name, value), "give a file path.")
         return Path(os.path.expanduser(str(value)))
-    if name in ("queue_size", "workers"):
+    if name == "spool_dir":
+        if value is None:
+            return None
+        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+            fix = "give a directory path, or None for no spool."
+            raise _invalid(name, _shown(name, value), fix)
+        return Path(os.path.expanduser(str(value)))
+    if name in ("queue_size", "workers", "retry_max_attempts"):
         return _parse_number(name, value, int, 1)
+    if name == "spool_max_bytes":
+        return _parse_number(name, value, int, MIN_SPOOL_MAX_BYTES)
     return _parse_number(name, value, float, 0.0)
 
 
@@ -205,7 +244,9 @@ class SettingsHolder:
     """The process-wide settings, resolved lazily on first use."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant, so that shutdown() in a signal handler cannot deadlock on a lock that the
+        # interrupted code of the same thread holds.
+        self._lock = threading.RLock()
         self._settings: Settings | None = None
 
     def get(self) -> Settings:
@@ -220,6 +261,10 @@ class SettingsHolder:
     def replace(self, settings: Settings) -> None:
         with self._lock:
             self._settings = settings
+
+    def after_fork_in_child(self) -> None:
+        """Replace the lock, which another thread of the parent may have held at the fork."""
+        self._lock = threading.RLock()
 
 
 SETTINGS: Final = SettingsHolder()

@@ -28,7 +28,8 @@ class RateLimiter:
 
     def __init__(self, interval: float = REPEAT_INTERVAL) -> None:
         self._interval = interval
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler that logs may interrupt this thread inside `allow()`.
+        self._lock = threading.RLock()
         self._last: dict[str, float] = {}
         self._held_back: dict[str, int] = {}
 
@@ -48,10 +49,16 @@ class RateLimiter:
             self._last.clear()
             self._held_back.clear()
 
+    def after_fork_in_child(self) -> None:
+        """Start over with a new lock, which a thread of the parent may have held at the fork."""
+        self._lock = threading.RLock()
+        self._last.clear()
+        self._held_back.clear()
+
 
 RATE_LIMITER: Final = RateLimiter()
 _announced: set[str] = set()
-_announced_lock: Final = threading.Lock()
+_announced_lock = threading.RLock()
 
 
 def warning_limited(kind: str, event: str, **fields: Any) -> None:
@@ -64,6 +71,15 @@ def warning_limited(kind: str, event: str, **fields: Any) -> None:
     logger.warning(event, **fields)
 
 
+def report_limited(kind: str, event: str, **fields: Any) -> None:
+    """Log a warning at most once per interval for this kind, with `count`: the events of this
+    kind since the last line logged for it, this one included."""
+    held_back = RATE_LIMITER.allow(kind)
+    if held_back is None:
+        return
+    logger.warning(event, count=held_back + 1, **fields)
+
+
 def info_once(kind: str, event: str, **fields: Any) -> None:
     """Log an info line once per process for this kind."""
     with _announced_lock:
@@ -74,10 +90,18 @@ def info_once(kind: str, event: str, **fields: Any) -> None:
 
 
 def reset_announcements() -> None:
-    """Forget which one-time lines were logged (after `configure()` and after a fork)."""
+    """Forget which one-time lines were logged (after `configure()`)."""
     with _announced_lock:
         _announced.clear()
     RATE_LIMITER.reset()
+
+
+def after_fork_in_child() -> None:
+    """Give the child new locks and a clean slate, so its own problems are logged."""
+    global _announced_lock
+    _announced_lock = threading.RLock()
+    _announced.clear()
+    RATE_LIMITER.after_fork_in_child()
 
 
 def raise_internal_errors() -> bool:

@@ -1,125 +1,115 @@
-"""The background exporter: a bounded queue and a pool of daemon threads that deliver records.
+"""The background exporter: a bounded queue, daemon threads that deliver, and an optional spool.
 
-`submit()` never blocks and never raises: it appends the ended span to a bounded queue, or
-drops it and counts the drop when the queue is full, so memory stays bounded while Helicone is
-down. It is safe from an event loop: the append is one `deque.append`, and waking an idle worker
-takes a lock only for a moment.
+`submit()` runs on the caller's thread for every handled request. It does not wait for
+delivery, raise, serialize or touch the disk: it appends the ended span to a deque, or hands it
+to the spool writer thread, or drops and counts it. Waking an idle thread takes a lock only for
+a moment. The exceptions are the first record, which starts the threads, and a drop, which logs
+one rate-limited warning.
 
-Worker threads assemble each record from its ended span and post it with one shared
-`httpx.Client` (connection reuse, timeouts), or append it to the local sink when no API key is
-set. They are daemon threads, so a hung Helicone
-never keeps the interpreter alive: exit waits for them at most `shutdown_timeout` seconds.
+Threads, all daemons, so a hung Helicone never keeps the interpreter alive:
+
+- workers (`workers` of them) assemble each record from its span, trim it to the server's
+  size limit (`_trim`) and post it with one shared `httpx.Client`, or append it to the local
+  file when no API key is set. Failures pass through the endpoint gate (`_retry`): after a
+  retryable failure nobody posts until the backoff has passed, then one probe goes first.
+  A record that fails `retry_max_attempts` times is spooled, or dropped without a spool.
+- the spool writer (with `spool_dir` only) assembles and spools the records that found the
+  queue full, so the caller's thread never touches the disk.
+- replayers (with `spool_dir` only) deliver the spool's records (`_replay`): when the exporter
+  starts, and after a delivery succeeds in a process that spooled records meanwhile.
+
+Drop policy: when the queue holds `queue_size` records, the newest record is the one left out.
+That keeps the caller's path to one length check (dropping the oldest would mean taking from
+the deque that the workers take from), and the records already waiting are the ones closest
+to delivery. With a spool, a record left out goes to the spool writer instead, whose own
+backlog is bounded by `SPOOL_BACKLOG`; past that it is dropped and counted too. With a spool
+and Helicone failing (the endpoint gate closed), the queue holds at most `OUTAGE_QUEUE_SIZE`
+records and the rest go to disk, where they survive a crash and take no memory; the spool
+writer also moves queued records beyond that size to disk.
+
+Deadlines: `flush()` waits for records to be delivered, written, spooled or dropped, at most
+until its deadline. `shutdown()` delivers until shortly before its deadline, keeping enough
+time to spool what is left (or drops it without a spool), and returns by the deadline even when
+a POST hangs: the record of a hanging POST is spooled, so it may arrive twice.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
-import itertools
-import json
 import os
+import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
-import httpx
-
-from heliconetrace._assemble import assemble
+from heliconetrace import _diagnostics
 from heliconetrace._config import SETTINGS, Settings
-from heliconetrace._diagnostics import internal_error, logger, warning_limited
+from heliconetrace._delivery import Delivery
+from heliconetrace._delivery import delivery_error as _delivery_error
+from heliconetrace._diagnostics import (
+    info_once,
+    internal_error,
+    logger,
+    raise_internal_errors,
+    report_limited,
+)
 from heliconetrace._endpoint import resolve_endpoint
-from heliconetrace._redact import redact_text
-from heliconetrace._sink import LocalSink
-from heliconetrace._stats import Counters, ExporterStats
+from heliconetrace._queue import Job, Queues, Tracker
+from heliconetrace._replay import Replayer
+from heliconetrace._retry import IDLE_WAIT, Gatekeeper
+from heliconetrace._spool import SpoolWriter, spool_supported
+from heliconetrace._stats import (
+    DROP_EXPORTER_CLOSED,
+    DROP_QUEUE_FULL,
+    DROP_SHUTDOWN_DEADLINE,
+    DROP_SPOOL_BACKLOG,
+    DROP_WORKER_ERROR,
+    Counters,
+    ExporterStats,
+)
+from heliconetrace._transport import CLIENT_CREATION_LOCK, USER_AGENT, Transport
 
 if TYPE_CHECKING:
     from heliconetrace._span import Span
 
-USER_AGENT: Final = "heliconetrace/0.1"
+# `_delivery_error` and `USER_AGENT` are imported from here by `python -m heliconetrace doctor`.
+__all__ = ["EXPORTERS", "USER_AGENT", "Exporter", "_delivery_error", "get_exporter"]
 
-_HINTS: Final = {
-    401: "Helicone rejected the API key. A key works only on the Helicone instance and region "
-    "that issued it: EU keys need eu.api.helicone.ai, and a self-hosted server knows only its "
-    "own keys. Also check the URL has no extra prefix such as /jawn.",
-    403: "Helicone refused the API key for this organization; check its permissions.",
-    404: "The server has no such log path. A self-hosted or jawn server takes "
-    "/v1/trace/custom/log: set HELICONE_BASE_URL to the server's root URL, or "
-    "HELICONETRACE_LOG_URL to the full log URL.",
-}
-_HINT_SERVER_ERROR: Final = "Helicone had a server error and did not store the record."
-_HINT_REJECTED: Final = "Helicone rejected the record; the error text says why."
-_HINT_NETWORK: Final = "Helicone could not be reached; check HELICONE_BASE_URL and the network."
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A serialized record and where it goes."""
-
-    body: bytes
-    url: str
-    request_id: str
-
-
-class _Tracker:
-    """Track which submitted records are finished, so `flush()` can wait for earlier ones only."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
-        self._numbers = itertools.count(1)
-        self._last = 0
-        self._open: collections.deque[int] = collections.deque()
-        self._finished_early: set[int] = set()
-
-    def start(self) -> int:
-        # No lock on the caller's path: `next()` on itertools.count and `deque.append` are each
-        # atomic under the GIL. Two racing callers may append out of order, and `_last` may
-        # briefly lag behind the other's number; `wait()` tolerates both.
-        # NOTE: this relies on the GIL; a free-threaded build would need a lock here.
-        number = next(self._numbers)
-        self._open.append(number)
-        self._last = number
-        return number
-
-    def finish(self, number: int) -> None:
-        with self._condition:
-            self._finished_early.add(number)
-            while self._open and self._open[0] in self._finished_early:
-                self._finished_early.discard(self._open.popleft())
-            self._condition.notify_all()
-
-    @property
-    def last_started(self) -> int:
-        return self._last
-
-    def wait(self, up_to: int, deadline: float) -> bool:
-        """Wait until every record numbered up to `up_to` is finished, or the deadline passes."""
-        with self._condition:
-            while self._open and self._open[0] <= up_to:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._condition.wait(remaining)
-            return True
+# Records waiting for the spool writer, a buffer for bursts. 1,000 ended spans of a small chat
+# request take about 2 MB (measured as RSS by benchmarks/bench_delivery.py).
+SPOOL_BACKLOG: Final = 1000
+# With a spool, the queue's size while Helicone fails: enough to keep the workers busy when it
+# recovers, while the records beyond wait on disk for the replay.
+OUTAGE_QUEUE_SIZE: Final = 1000
+# Records the spool writer, and shutdown, assemble before writing them with one write(2).
+SPOOL_BATCH: Final = 64
+# Replay threads. Each replays whole segments, so two replay a backlog of several segments
+# twice as fast while leaving the workers most of the connections.
+REPLAY_THREADS: Final = 2
+# Time kept back at shutdown to spool what is left: a fixed part plus a part per record. The
+# part per record is an estimate, above the 60 microseconds that assembling a small chat
+# record takes; the reserve never passes half the timeout.
+SPOOL_RESERVE_FIXED: Final = 0.05
+SPOOL_RESERVE_PER_RECORD: Final = 100e-6
+# How long shutdown waits for threads to notice the stop, once the rest is settled.
+JOIN_GRACE: Final = 0.2
+# How often shutdown checks, while it waits for delivery, whether the gate stays shut.
+DELIVERY_POLL: Final = 0.05
 
 
-def _delivery_error(response: httpx.Response) -> str | None:
-    """Return why Helicone did not store the record, or None when it did."""
-    if 200 <= response.status_code < 300:
-        # The worker returns 200 {"error": ...} when storing fails, so a 200 is not enough.
-        content = response.content
-        if content.lstrip().startswith(b"{"):
-            try:
-                parsed = json.loads(content)
-            except ValueError:
-                return None
-            if isinstance(parsed, dict) and parsed.get("error"):
-                return str(parsed["error"])[:300]
+def _open_spool(settings: Settings) -> SpoolWriter | None:
+    if settings.spool_dir is None or not settings.sends_to_helicone:
         return None
-    if response.status_code in (401, 403):
-        # A 401 body from jawn echoes the Authorization header, so it is never logged.
-        return f"HTTP {response.status_code}"
-    return f"HTTP {response.status_code}: {response.text[:300]}"
+    if not spool_supported():
+        info_once(
+            "spool-unsupported",
+            "heliconetrace cannot spool on this platform (no flock); undeliverable records "
+            "are dropped and counted",
+            spool_dir=str(settings.spool_dir),
+        )
+        return None
+    return SpoolWriter(settings.spool_dir, settings.spool_max_bytes)
 
 
 class Exporter:
@@ -127,214 +117,464 @@ class Exporter:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pending: collections.deque[tuple[int, Span]] = collections.deque()
-        self._wake = threading.Condition(threading.Lock())
-        self._idle_workers = 0
-        self._stopping = False
-        self._tracker = _Tracker()
+        self._queue_size = settings.queue_size
+        self._outage_queue_size = settings.queue_size
+        self._worker_count = settings.workers
+        self._queues = queues = Queues()
+        # The caller's path reads these often, so they are kept at hand.
+        self._pending = queues.pending
+        self._overflow = queues.overflow
+        self._gatekeeper = Gatekeeper(queues.wake, settings.retry_max_backoff)
+        self._gate = self._gatekeeper.gate
+        # For log lines about the queue; records of other providers may go to another path.
+        self._endpoint_url = resolve_endpoint(settings.base_url, settings.log_url, None).url
+        self._tracker = Tracker()
         self._counters = Counters()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._client: httpx.Client | None = None
-        self._sink = None if settings.sends_to_helicone else LocalSink(settings.log_file)
+
+        # Thread lifecycle, guarded by `_lock`.
+        self._lock = threading.RLock()
         self._closed = False
-        self._secrets = (
-            (settings.api_key.get_secret_value(),) if settings.api_key is not None else ()
+        self._started = False
+        self._threads: list[threading.Thread] = []
+        self._alive_workers = 0
+        self._spool_writer_alive = False
+        self._replayers_alive = 0
+        self._replay_generation = 0
+
+        self._transport = (
+            Transport(settings, settings.workers + REPLAY_THREADS)
+            if settings.sends_to_helicone
+            else None
         )
+        self._spool = _open_spool(settings)
+        if self._spool is not None:
+            self._outage_queue_size = min(settings.queue_size, OUTAGE_QUEUE_SIZE)
+
+        self._delivery = Delivery(
+            settings,
+            queues,
+            self._tracker,
+            self._counters,
+            self._gatekeeper,
+            self._transport,
+            self._spool,
+            self._request_replay,
+        )
+        self._replayer: Replayer | None = None
+        if self._spool is not None and self._transport is not None:
+            self._replayer = Replayer(
+                settings, self._spool.directory, self._transport, self._gatekeeper, self._counters
+            )
+
+    # The caller's side
 
     def submit(self, span: Span) -> bool:
         """Queue an ended span for delivery; return False when it was dropped instead."""
         if self._closed:
-            self._counters.add(accepted=1, dropped=1)
-            warning_limited("exporter-closed", "heliconetrace dropped a record: it is shut down")
+            self._counters.drop(DROP_EXPORTER_CLOSED, accepted=1)
+            report_limited(
+                "exporter-closed", "heliconetrace dropped a record: the exporter is shut down"
+            )
             return False
 
         # NOTE: the length check and the append are not one atomic step, so producers racing
         # on a nearly full queue can overshoot queue_size by at most one record each.
-        if len(self._pending) >= self.settings.queue_size:
-            self._counters.add(accepted=1, dropped=1)
-            warning_limited(
-                "queue-full",
-                "heliconetrace dropped a record because its queue is full; Helicone is slow or "
-                "down, or records come faster than it takes them",
-                queue_size=self.settings.queue_size,
-                fix="raise HELICONETRACE_QUEUE_SIZE, or check that Helicone responds",
-            )
-            return False
+        limit = self._outage_queue_size if self._gate.failures else self._queue_size
+        if len(self._pending) >= limit:
+            return self._overflow_or_drop(span)
 
         # The tracker's count doubles as the count of records accepted into the queue.
         self._pending.append((self._tracker.start(), span))
-        if len(self._threads) < self.settings.workers:
-            self._start_workers()
-        elif self._idle_workers:
-            with self._wake:
-                self._wake.notify()
+        if self._alive_workers < self._worker_count:
+            self._start_threads()
+        elif self._queues.idle_workers:
+            with self._queues.wake:
+                self._queues.wake.notify()
         return True
+
+    def _overflow_or_drop(self, span: Span) -> bool:
+        if self._spool is not None and len(self._overflow) < SPOOL_BACKLOG:
+            self._overflow.append((self._tracker.start(), span))
+            if not self._spool_writer_alive:
+                self._start_threads()
+            elif self._queues.spool_writer_idle:
+                with self._queues.spool_wake:
+                    self._queues.spool_wake.notify()
+            return True
+
+        reason = DROP_QUEUE_FULL if self._spool is None else DROP_SPOOL_BACKLOG
+        self._counters.drop(reason, accepted=1)
+        if self._spool is None:
+            fix = (
+                "set HELICONETRACE_SPOOL_DIR to keep such records on disk, raise "
+                "HELICONETRACE_QUEUE_SIZE, or check that Helicone responds"
+            )
+        else:
+            fix = (
+                "records arrive faster than the spool writer stores them; for bursts while "
+                "Helicone is up, raise HELICONETRACE_QUEUE_SIZE"
+            )
+        report_limited(
+            f"queue-full:{reason}",
+            "heliconetrace dropped a record because its queue is full; Helicone is slow or "
+            "down, or records come faster than it takes them",
+            reason=reason,
+            endpoint=self._endpoint_url,
+            queue_size=self._queue_size,
+            fix=fix,
+        )
+        return False
 
     def flush(self, timeout: float) -> bool:
         """Wait until every record submitted before this call is finished (delivered, written,
-        failed or dropped). Return False if the deadline came first."""
+        failed, spooled or dropped). Return False if the deadline came first."""
         deadline = time.monotonic() + max(0.0, timeout)
         return self._tracker.wait(self._tracker.last_started, deadline)
 
-    def shutdown(self, timeout: float) -> bool:
-        """Stop taking records, deliver what is queued until the deadline, and stop the workers.
-
-        Return True when everything queued was finished in time. Records still queued at the
-        deadline are counted as dropped.
-        """
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self._lock:
-            if self._closed:
-                return True
-            self._closed = True
-            threads = list(self._threads)
-
-        finished = self._tracker.wait(self._tracker.last_started, deadline)
-        with self._wake:
-            self._stopping = True
-            self._wake.notify_all()
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-        abandoned = 0
-        while self._pending:
-            number, _ = self._pending.popleft()
-            self._tracker.finish(number)
-            abandoned += 1
-        if abandoned:
-            self._counters.add(dropped=abandoned)
-        if self._client is not None and not any(thread.is_alive() for thread in threads):
-            self._client.close()
-
-        stats = self.stats()
-        if stats.accepted:
-            logger.info(
-                "heliconetrace exporter stopped",
-                delivered=stats.delivered,
-                written_locally=stats.written_locally,
-                failed=stats.failed,
-                dropped=stats.dropped,
-                finished_in_time=finished,
-            )
-        return finished
-
     def stats(self) -> ExporterStats:
         return self._counters.snapshot(
-            queue_depth=len(self._pending), queued_total=self._tracker.last_started
+            queue_depth=self._tracker.open_count, queued_total=self._tracker.last_started
         )
 
-    def _start_workers(self) -> None:
+    # Threads
+
+    def _start_threads(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._threads = [thread for thread in self._threads if thread.is_alive()]
-            while len(self._threads) < self.settings.workers:
-                thread = threading.Thread(
-                    target=self._run,
-                    name=f"heliconetrace-exporter-{len(self._threads)}",
-                    daemon=True,
-                )
-                thread.start()
-                self._threads.append(thread)
+            while self._alive_workers < self._worker_count:
+                self._spawn(self._run_worker, "worker")
+                self._alive_workers += 1
+            if self._spool is not None and not self._spool_writer_alive:
+                self._spawn(self._run_spool_writer, "spool-writer")
+                self._spool_writer_alive = True
+            if not self._started:
+                self._started = True
+                if self._replayer is not None:
+                    self._request_replay()
 
-    def _next_item(self) -> tuple[int, Span] | None:
-        """Return the next queued item, waiting while there is none; None when stopping."""
-        while True:
-            try:
-                return self._pending.popleft()
-            except IndexError:
-                pass
-            with self._wake:
-                if self._stopping:
-                    return None
-                # A producer that appends after this check sees the idle count and notifies.
-                self._idle_workers += 1
-                if not self._pending:
-                    self._wake.wait(1.0)
-                self._idle_workers -= 1
-
-    def _run(self) -> None:
-        while True:
-            item = self._next_item()
-            if item is None:
-                return
-            number, span = item
-            try:
-                self._deliver(span)
-            except Exception as error:
-                self._counters.add(failed=1)
-                internal_error("exporter.deliver", error)
-            finally:
-                self._tracker.finish(number)
-
-    def _http_client(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                key = self.settings.api_key
-                assert key is not None
-                workers = self.settings.workers
-                self._client = httpx.Client(
-                    timeout=httpx.Timeout(self.settings.request_timeout),
-                    limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
-                    headers={
-                        "Authorization": f"Bearer {key.get_secret_value()}",
-                        "Content-Type": "application/json",
-                        "User-Agent": USER_AGENT,
-                    },
-                )
-            return self._client
-
-    def _deliver(self, span: Span) -> None:
-        settings = self.settings
-        endpoint = resolve_endpoint(settings.base_url, settings.log_url, span.metadata.provider)
-        envelope = Envelope(
-            body=assemble(span, endpoint, self._secrets),
-            url=endpoint.url,
-            request_id=span.request_id,
+    def _spawn(self, target: Callable[[], None], role: str) -> None:
+        thread = threading.Thread(
+            target=target, name=f"heliconetrace-{role}-{len(self._threads)}", daemon=True
         )
-        if self._sink is not None:
-            self._sink.write(envelope.body)
-            self._counters.add(written_locally=1)
-            return
+        thread.start()
+        self._threads.append(thread)
 
+    def _thread_died(self, role: str, error: BaseException, job: Job | None) -> None:
+        """Put the record in hand back, and log the death once; the next record restarts it."""
+        if job is not None and self._queues.claim(job):
+            self._queues.requeue(job)
+            self._gatekeeper.release(job.epoch)
+        report_limited(
+            f"thread-died:{role}",
+            f"a heliconetrace {role} thread stopped after an unexpected error; the next record "
+            "starts a new one",
+            error_type=type(error).__name__,
+            error=str(error)[:200],
+        )
+
+    def _run_worker(self) -> None:
+        job: Job | None = None
         try:
-            response = self._http_client().post(envelope.url, content=envelope.body)
-        except httpx.HTTPError as error:
-            network_reason = redact_text(f"{type(error).__name__}: {error}", self._secrets)
-            self._fail(envelope, "network", network_reason, _HINT_NETWORK)
-            return
+            while True:
+                job = self._take_job()
+                if job is None:
+                    return
+                self._delivery.process(job)
+                job = None
+        except BaseException as error:
+            self._thread_died("worker", error, job)
+            if raise_internal_errors() and isinstance(error, Exception):
+                raise
+        finally:
+            with self._lock:
+                self._alive_workers -= 1
 
-        reason = _delivery_error(response)
-        if reason is None:
-            self._counters.add(delivered=1)
-            return
-        status = response.status_code
-        if status in _HINTS:
-            hint = _HINTS[status]
-        elif status >= 500:
-            hint = _HINT_SERVER_ERROR
-        else:
-            hint = _HINT_REJECTED
-        self._fail(envelope, f"http-{status}", redact_text(reason, self._secrets), hint)
+    def _take_job(self) -> Job | None:
+        """Return the next job once the gate lets it go, waiting while there is none; None
+        when stopping."""
+        queues = self._queues
+        gate = self._gatekeeper.gate
+        with queues.wake:
+            while True:
+                if self._gatekeeper.stopping:
+                    return None
+                wait = gate.seconds_until_turn(time.monotonic())
+                if wait != 0.0:
+                    queues.wake.wait(IDLE_WAIT if wait is None else wait)
+                    continue
+                job = self._pop_queued()
+                if job is not None:
+                    job.epoch = gate.take_turn()
+                    queues.in_flight[job.number] = job
+                    return job
+                # A producer that appends after this point finds the idle count raised and notifies.
+                queues.idle_workers += 1
+                try:
+                    if not queues.pending and not queues.retrying:
+                        queues.wake.wait(IDLE_WAIT)
+                finally:
+                    queues.idle_workers -= 1
 
-    def _fail(self, envelope: Envelope, kind: str, reason: str, hint: str) -> None:
-        self._counters.add(failed=1, last_error=reason)
-        warning_limited(
-            f"delivery:{kind}",
-            "heliconetrace could not deliver a record to Helicone",
-            endpoint=envelope.url,
-            request_id=envelope.request_id,
-            error=reason,
-            fix=hint,
+    def _pop_queued(self) -> Job | None:
+        if self._queues.retrying:
+            return self._queues.retrying.popleft()
+        try:
+            number, span = self._pending.popleft()
+        except IndexError:
+            return None
+        return Job(number, span)
+
+    def _run_spool_writer(self) -> None:
+        batch: list[tuple[int, Span]] = []
+        try:
+            while True:
+                batch = self._next_overflow_batch()
+                if not batch:
+                    return
+                self._delivery.spool_spans([span for _, span in batch])
+                for number, _ in batch:
+                    self._tracker.finish(number)
+                batch = []
+        except BaseException as error:
+            if batch:
+                self._counters.drop(DROP_WORKER_ERROR, len(batch))
+                for number, _ in batch:
+                    self._tracker.finish(number)
+            self._thread_died("spool writer", error, None)
+            if raise_internal_errors() and isinstance(error, Exception):
+                raise
+        finally:
+            with self._lock:
+                self._spool_writer_alive = False
+
+    def _next_overflow_batch(self) -> list[tuple[int, Span]]:
+        """Return up to SPOOL_BATCH records to spool, waiting while there is none; an empty
+        list when stopping. Records beyond OUTAGE_QUEUE_SIZE in the queue count too while the
+        gate is closed."""
+        queues = self._queues
+        while True:
+            batch: list[tuple[int, Span]] = []
+            while len(batch) < SPOOL_BATCH:
+                try:
+                    batch.append(self._overflow.popleft())
+                except IndexError:
+                    break
+            while (
+                len(batch) < SPOOL_BATCH
+                and self._gate.failures
+                and len(self._pending) > self._outage_queue_size
+            ):
+                try:
+                    batch.append(self._pending.popleft())
+                except IndexError:
+                    break
+            if batch:
+                return batch
+            with queues.spool_wake:
+                if self._gatekeeper.stopping:
+                    return []
+                queues.spool_writer_idle = True
+                try:
+                    if not self._overflow:
+                        queues.spool_wake.wait(IDLE_WAIT)
+                finally:
+                    queues.spool_writer_idle = False
+
+    # Replay
+
+    def _request_replay(self) -> None:
+        with self._lock:
+            self._replay_generation += 1
+            while self._replayers_alive < REPLAY_THREADS and not self._closed:
+                self._spawn(self._run_replayer, "replayer")
+                self._replayers_alive += 1
+
+    def _run_replayer(self) -> None:
+        assert self._replayer is not None
+        try:
+            while True:
+                with self._lock:
+                    generation = self._replay_generation
+                self._replayer.run_pass()
+                with self._lock:
+                    if self._gatekeeper.stopping or generation == self._replay_generation:
+                        return
+        except BaseException as error:
+            self._thread_died("replayer", error, None)
+            if raise_internal_errors() and isinstance(error, Exception):
+                raise
+        finally:
+            with self._lock:
+                self._replayers_alive -= 1
+
+    # Stopping
+
+    def shutdown(self, timeout: float) -> bool:
+        """Stop taking records, deliver what is queued until shortly before the deadline, spool
+        the rest (or drop it without a spool), and stop the threads.
+
+        Return True when no record had to be dropped at the deadline.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            if self._closed:
+                # A second call, or one from a signal handler during the first: do not wait.
+                return self._tracker.open_count == 0
+            self._closed = True
+            threads = list(self._threads)
+
+        self._wait_for_delivery(deadline - self._spool_reserve(timeout))
+        self._gatekeeper.stop()
+        with self._queues.spool_wake:
+            self._queues.spool_wake.notify_all()
+        finished = self._settle_leftovers_by(self._take_leftovers(), deadline)
+
+        grace_end = min(deadline, time.monotonic() + JOIN_GRACE)
+        for thread in threads:
+            thread.join(max(0.0, grace_end - time.monotonic()))
+        if self._spool is not None:
+            self._seal_spool(deadline)
+        if self._transport is not None and not any(thread.is_alive() for thread in threads):
+            self._transport.close()
+        self._log_stopped(finished=finished)
+        return finished
+
+    def _seal_spool(self, deadline: float) -> None:
+        """Close the spool's segment with an fsync, waiting for it at most until the deadline:
+        on a busy disk fsync can take seconds. Written records are safe from a process exit
+        either way; the fsync guards against power loss."""
+        assert self._spool is not None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self._spool.seal(fsync=False)
+            return
+        syncer = threading.Thread(
+            target=self._spool.seal, name="heliconetrace-spool-sync", daemon=True
         )
+        syncer.start()
+        syncer.join(remaining)
+
+    def _spool_reserve(self, timeout: float) -> float:
+        if self._spool is None:
+            return 0.0
+        estimate = SPOOL_RESERVE_FIXED + self._tracker.open_count * SPOOL_RESERVE_PER_RECORD
+        return min(timeout / 2, estimate)
+
+    def _wait_for_delivery(self, deliver_by: float) -> None:
+        """Wait for the queued records and a running replay until `deliver_by`, or until it is
+        clear that the gate stays shut past it. A short-lived process thus drains the spool
+        left by an earlier one, within its own shutdown_timeout."""
+        last = self._tracker.last_started
+        while True:
+            now = time.monotonic()
+            if now >= deliver_by or self._gatekeeper.paused_past(deliver_by):
+                return
+            if self._tracker.wait(last, min(deliver_by, now + DELIVERY_POLL)):
+                if not self._replayers_alive:
+                    return
+                time.sleep(min(DELIVERY_POLL, max(0.0, deliver_by - time.monotonic())))
+
+    def _take_leftovers(self) -> list[Job]:
+        queues = self._queues
+        with queues.wake:
+            jobs = list(queues.in_flight.values())
+            queues.in_flight.clear()
+            jobs.extend(queues.retrying)
+            queues.retrying.clear()
+            while self._pending:
+                number, span = self._pending.popleft()
+                jobs.append(Job(number, span))
+        while True:
+            try:
+                number, span = self._overflow.popleft()
+            except IndexError:
+                return jobs
+            jobs.append(Job(number, span))
+
+    def _settle_leftovers_by(self, jobs: list[Job], deadline: float) -> bool:
+        """Spool or drop the jobs left at shutdown; True when none was dropped.
+
+        The disk writes run on a helper thread that this one waits for only until the
+        deadline: on a busy disk a rename or write(2) can stall for seconds, and exit must not.
+        """
+        if not jobs:
+            return True
+        if self._spool is None:
+            return self._settle_leftovers(jobs, deadline) == 0
+        dropped: list[int] = []
+        helper = threading.Thread(
+            target=lambda: dropped.append(self._settle_leftovers(jobs, deadline)),
+            name="heliconetrace-shutdown-spool",
+            daemon=True,
+        )
+        helper.start()
+        helper.join(max(0.0, deadline - time.monotonic()))
+        return dropped == [0]
+
+    def _settle_leftovers(self, jobs: list[Job], deadline: float) -> int:
+        """Spool the jobs, a batch at a time, until the deadline and drop the rest; return the
+        count dropped."""
+        dropped = 0
+        for first in range(0, len(jobs), SPOOL_BATCH):
+            batch = jobs[first : first + SPOOL_BATCH]
+            try:
+                if self._spool is not None and time.monotonic() < deadline:
+                    self._spool_jobs(batch)
+                else:
+                    self._counters.drop(DROP_SHUTDOWN_DEADLINE, len(batch))
+                    dropped += len(batch)
+            except Exception as error:
+                self._counters.drop(DROP_WORKER_ERROR, len(batch))
+                internal_error("exporter.shutdown", error)
+            finally:
+                for job in batch:
+                    self._tracker.finish(job.number)
+        return dropped
+
+    def _spool_jobs(self, jobs: list[Job]) -> None:
+        envelopes = [job.envelope for job in jobs if job.envelope is not None]
+        spans = [job.span for job in jobs if job.envelope is None and job.span is not None]
+        if envelopes:
+            self._delivery.spool_envelopes(envelopes)
+        if spans:
+            self._delivery.spool_spans(spans)
+
+    def _log_stopped(self, *, finished: bool) -> None:
+        stats = self.stats()
+        if not stats.accepted and not stats.replayed:
+            return
+        fields: dict[str, object] = {}
+        if stats.dropped_by_reason:
+            fields["dropped_by_reason"] = stats.dropped_by_reason
+        if stats.replayed:
+            fields["replayed"] = stats.replayed
+        logger.info(
+            "heliconetrace exporter stopped",
+            delivered=stats.delivered,
+            written_locally=stats.written_locally,
+            spooled=stats.spooled,
+            failed=stats.failed,
+            dropped=stats.dropped,
+            finished_in_time=finished,
+            **fields,
+        )
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's files; the child never uses this exporter."""
+        self._closed = True
+        if self._spool is not None:
+            self._spool.forget_after_fork()
+        if self._replayer is not None:
+            self._replayer.forget_after_fork()
 
 
 class _ExporterHolder:
     """The process-wide exporter, created on first use and replaced by `configure()`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._exporter: Exporter | None = None
 
     def get(self) -> Exporter:
@@ -358,9 +598,12 @@ class _ExporterHolder:
 
     def after_fork_in_child(self) -> None:
         # The parent's threads do not exist in the child, and its locks may have been held at
-        # the fork: start over with new ones, and leave the parent's exporter alone.
-        self._lock = threading.Lock()
-        self._exporter = None
+        # the fork. So the child starts over with new ones, and leaves the parent's exporter
+        # alone except for closing its copies of that exporter's files.
+        self._lock = threading.RLock()
+        old, self._exporter = self._exporter, None
+        if old is not None:
+            old.forget_after_fork()
 
 
 EXPORTERS: Final = _ExporterHolder()
@@ -380,6 +623,50 @@ def _shutdown_at_exit() -> None:
         internal_error("exporter.atexit", error)
 
 
+class _ForkGuard:
+    """Hold, across a fork, the locks that exporter threads take around work that must not be
+    cut in half in the child: creating an HTTP client (see `CLIENT_CREATION_LOCK`) and reading
+    a span's request id (the span module's lock).
+
+    Held by the forking thread, such a lock cannot be held by another thread in the child's
+    copy, where no thread would ever release it.
+    """
+
+    held: tuple[Any, ...] = ()
+
+    def acquire(self) -> None:
+        module = sys.modules.get("heliconetrace._span")
+        request_id_lock = getattr(module, "_REQUEST_ID_LOCK", None)
+        locks = [CLIENT_CREATION_LOCK]
+        if request_id_lock is not None:
+            locks.append(request_id_lock)
+        for lock in locks:
+            lock.acquire()
+        self.held = tuple(locks)
+
+    def release(self) -> None:
+        locks, self.held = self.held, ()
+        for lock in reversed(locks):
+            lock.release()
+
+
+_FORK_GUARD: Final = _ForkGuard()
+
+
+def _after_fork_in_child() -> None:
+    _FORK_GUARD.release()
+    SETTINGS.after_fork_in_child()
+    _diagnostics.after_fork_in_child()
+    EXPORTERS.after_fork_in_child()
+
+
 atexit.register(_shutdown_at_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=EXPORTERS.after_fork_in_child)
+    # NOTE: structlog's PrintLogger guards each output file with a plain lock. A child forked
+    # while another thread of the parent wrote a log line through it blocks on its first log
+    # line. Routing structlog through the standard library's logging avoids that.
+    os.register_at_fork(
+        before=_FORK_GUARD.acquire,
+        after_in_parent=_FORK_GUARD.release,
+        after_in_child=_after_fork_in_child,
+    )

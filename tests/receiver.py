@@ -30,6 +30,7 @@ import contextlib
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -52,14 +53,17 @@ MODES = {
     "ok": "respond as the real server does",
     "error-200": 'respond 200 {"error": ...}, as the worker does when storing the log fails',
     "401": "respond 401, as for a wrong key",
+    "403": 'respond 403 {"error": ...}, as for a key without access',
     "404": "respond 404, as for a wrong base URL",
-    "429": 'respond 429 {"error": ...} with "Retry-After: 1"',
+    "429": 'respond 429 {"error": ...} with a Retry-After header (`retry_after`, default "1")',
     "500": "respond 500 with an empty body",
     "slow": "wait `delay` seconds, then respond as in mode ok",
     "hang": "never respond, and close the connection when the receiver stops",
+    "reset": "read the request, then reset the connection (TCP RST) without responding",
+    "413": "respond 413, as a proxy in front of Helicone does above its body size limit",
 }
 
-Mode = Literal["ok", "error-200", "401", "404", "429", "500", "slow", "hang"]
+Mode = Literal["ok", "error-200", "401", "403", "404", "429", "500", "slow", "hang", "reset", "413"]
 
 # Helicone replaces a Helicone-Request-Id that is not a UUID of version 1 to 5 with a random one.
 _UUID_PATTERN = re.compile(
@@ -126,6 +130,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, the second waits for
+    # the client's delayed ACK, about 40 ms per request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
@@ -180,6 +187,7 @@ class HeliconeReceiver:
         self.kind = kind
         self._mode: Mode = "ok"
         self.delay = 2.0
+        self.retry_after = "1"
         self.url = ""
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -194,12 +202,15 @@ class HeliconeReceiver:
 
     # Lifecycle
 
-    def start(self) -> HeliconeReceiver:
-        """Start serving on a free port of 127.0.0.1 and set `url`."""
+    def start(self, port: int = 0) -> HeliconeReceiver:
+        """Start serving on `port` of 127.0.0.1 (0: a free one) and set `url`.
+
+        After `stop()`, `start(port)` with the earlier port serves again at the same URL.
+        """
         if self._server is not None:
             raise RuntimeError("receiver already started")
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.receiver = self
         port = self._server.server_port
         self.url = f"http://127.0.0.1:{port}"
@@ -330,6 +341,14 @@ class HeliconeReceiver:
             self._stopping.wait()
             handler.close_connection = True
             return
+        if mode == "reset":
+            self._check_quietly(request)
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            handler.close_connection = True
+            return
 
         response = self._respond(request, mode)
         request.status = response.status
@@ -359,9 +378,13 @@ class HeliconeReceiver:
             return self._wrong_key(request.headers.get("authorization", ""))
         if mode == "404":
             return _text(404, f"Cannot {request.method} {request.path}")
+        if mode == "403":
+            return _json(403, {"error": "Forbidden (receiver mode 403)"})
+        if mode == "413":
+            return _text(413, "request entity too large")
         if mode == "429":
             response = _json(429, {"error": "Too many requests (receiver mode 429)"})
-            response.headers["Retry-After"] = "1"
+            response.headers["Retry-After"] = self.retry_after
             return response
         # Only mode 500 is left: hang returned earlier, and the setters admit no other mode.
         return _Response(500)
