@@ -23,17 +23,31 @@ _SDK_MODULES: Final = ("openai", "anthropic")
 _STREAM_CLASSES: Final = frozenset({"Stream", "AsyncStream"})
 
 
-def _is_sdk_stream(value: object) -> bool:
+_SDK_STREAM: Final = "sdk"
+_STREAMING_RESPONSE: Final = "streaming-response"
+_NOT_A_STREAM: Final = ""
+
+# The kind of each return type seen so far: the check runs for every value a handler returns.
+_stream_kinds: dict[type, str] = {dict: "", list: "", str: "", type(None): ""}
+
+
+def _stream_kind(value: object) -> str:
     cls = type(value)
-    for base in cls.__mro__:
-        if base.__name__ in _STREAM_CLASSES and base.__module__.startswith(_SDK_MODULES):
-            return True
-    return False
-
-
-def _is_streaming_response(value: object) -> bool:
-    module = type(value).__module__
-    return module.startswith(("starlette.", "fastapi.")) and hasattr(value, "body_iterator")
+    kind = _stream_kinds.get(cls)
+    if kind is not None:
+        return kind
+    if any(
+        base.__name__ in _STREAM_CLASSES and base.__module__.startswith(_SDK_MODULES)
+        for base in cls.__mro__
+    ):
+        kind = _SDK_STREAM
+    elif cls.__module__.startswith(("starlette.", "fastapi.")) and hasattr(value, "body_iterator"):
+        kind = _STREAMING_RESPONSE
+    else:
+        kind = _NOT_A_STREAM
+    # NOTE: grows by one entry per distinct return type; handlers return few types.
+    _stream_kinds[cls] = kind
+    return kind
 
 
 def _record_sync(iterator: Iterator[Any], span: Span) -> Iterator[Any]:
@@ -96,7 +110,10 @@ def adopt_returned_stream(value: object, span: Span) -> bool:
     The object is changed in place: its item iterator is wrapped. Anything else returns False
     and the caller ends the span itself.
     """
-    if _is_sdk_stream(value):
+    kind = _stream_kind(value)
+    if kind == _NOT_A_STREAM:
+        return False
+    if kind == _SDK_STREAM:
         is_async = hasattr(value, "__anext__")
         # Both SDKs iterate `_iterator` in `__iter__`/`__next__` (and the async forms), in
         # openai 1.x to 3.x and anthropic 0.x to 2.x; anthropic makes it on first access.
@@ -106,11 +123,9 @@ def adopt_returned_stream(value: object, span: Span) -> bool:
         _capture_http_response(value, span)
         wrapped = _record_async(original, span) if is_async else _record_sync(original, span)
         value._iterator = wrapped  # type: ignore[attr-defined]
-    elif _is_streaming_response(value):
+    else:
         original = value.body_iterator  # type: ignore[attr-defined]
         value.body_iterator = _record_async(original, span)  # type: ignore[attr-defined]
-    else:
-        return False
 
     weakref.finalize(value, _end_abandoned, span)
     return True
