@@ -2,7 +2,7 @@
 
 Each asyncio task and each thread has its own context, so values bound in one request never
 reach a sibling request. Python copies the context into a new task, but not into a thread pool
-worker: see the README's section on threads.
+worker: see docs/integrations.md, section "Threads".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """heliconetrace.structlog.add_helicone_context on real structlog loggers, in every thread.
 
-The last class runs the README's recipe that routes structlog, the toolkit's own logger
+The last class runs the documented recipe that routes structlog, the toolkit's own logger
 included, into the standard library's `logging`.
 """
 
@@ -219,11 +219,11 @@ class TestThreads:
 
 
 def readme_logging_recipe() -> str:
-    """Return the README's Python block that sets up ProcessorFormatter."""
-    readme = (ROOT / "README.md").read_text()
+    """Return the Python block of docs/integrations.md that sets up ProcessorFormatter."""
+    readme = (ROOT / "docs" / "integrations.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
     recipes = [block for block in blocks if "ProcessorFormatter" in block]
-    assert len(recipes) == 1, "README.md should contain one Python block using ProcessorFormatter"
+    assert len(recipes) == 1, "docs/integrations.md should contain one Python block using ProcessorFormatter"
     return str(recipes[0])
 
 
@@ -241,12 +241,12 @@ class CaptureHandler(logging.Handler):
 
 @pytest.fixture
 def readme_logging() -> Iterator[logging.Formatter]:
-    """Run the README's stdlib recipe and return the formatter it installs; undo it afterwards."""
+    """Run the documented stdlib recipe and return the formatter it installs; undo it afterwards."""
     root = logging.getLogger()
     toolkit_logger = logging.getLogger("heliconetrace")
     saved_handlers, saved_level = list(root.handlers), root.level
     saved_toolkit_level = toolkit_logger.level
-    exec(compile(readme_logging_recipe(), "README.md", "exec"), {})
+    exec(compile(readme_logging_recipe(), "docs/integrations.md", "exec"), {})
     added = [handler for handler in root.handlers if handler not in saved_handlers]
     assert len(added) == 1
     assert added[0].formatter is not None
@@ -259,7 +259,7 @@ def readme_logging() -> Iterator[logging.Formatter]:
 
 @pytest.fixture
 def captured(readme_logging: logging.Formatter) -> Iterator[CaptureHandler]:
-    """A handler on the stdlib logger named "heliconetrace", with the README's formatter."""
+    """A handler on the stdlib logger named "heliconetrace", with the documented formatter."""
     handler = CaptureHandler(readme_logging)
     toolkit_logger = logging.getLogger("heliconetrace")
     toolkit_logger.addHandler(handler)
@@ -271,7 +271,7 @@ class TestStdlibRouting:
     def test_toolkit_warning_reaches_logging(
         self, captured: CaptureHandler, helicone: HeliconeReceiver
     ) -> None:
-        """Under the README recipe, a delivery warning reaches the stdlib logger "heliconetrace"."""
+        """Under the documented recipe, a delivery warning reaches the stdlib logger "heliconetrace"."""
         helicone.mode = "401"
         with helicone_span(name="rejected"):
             pass
@@ -290,7 +290,7 @@ class TestStdlibRouting:
         assert "401" in rendered["error"]
 
     def test_structlog_events_get_span_fields(self, captured: CaptureHandler) -> None:
-        """Under the README recipe, structlog events logged inside a span carry its fields."""
+        """Under the documented recipe, structlog events logged inside a span carry its fields."""
         with helicone_span(name="op", user="u1") as span:
             structlog.get_logger("heliconetrace.test").warning("from structlog")
         rendered = captured.records[-1][1]
@@ -299,7 +299,7 @@ class TestStdlibRouting:
         assert rendered["helicone_user_id"] == "u1"
 
     def test_stdlib_events_get_span_fields(self, captured: CaptureHandler) -> None:
-        """Under the README recipe, plain `logging` calls inside a span carry its fields too."""
+        """Under the documented recipe, plain `logging` calls inside a span carry its fields too."""
         with helicone_span(name="op", user="u1") as span:
             logging.getLogger("heliconetrace.test").warning("from logging")
         rendered = captured.records[-1][1]
