@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from heliconetrace._config import resolve
 from heliconetrace._diagnostics import reset_announcements
-from heliconetrace._exporter import EXPORTERS
+from heliconetrace._lifecycle import EXPORTERS
 from heliconetrace._stats import ExporterStats
 
 
@@ -53,12 +53,17 @@ def shutdown(timeout: float) -> bool:
         return True
     finished = exporter.shutdown(timeout)
     EXPORTERS.replace(exporter.settings)
+    EXPORTERS.last_shut_down = exporter
     return finished
 
 
 def stats() -> ExporterStats:
-    """Return delivery counters of the current exporter (zeros before the first record)."""
-    exporter = EXPORTERS.peek()
+    """Return delivery counters of the current exporter.
+
+    After `shutdown()`, and until a record starts a new exporter, they are the final counts of
+    the one that was shut down. Zeros before the first record, and after `configure()`.
+    """
+    exporter = EXPORTERS.peek() or EXPORTERS.last_shut_down
     if exporter is None:
         return ExporterStats()
     return exporter.stats()

@@ -112,7 +112,9 @@ def _response(
 
     if span._stream is not None:
         result = span._stream.finish()
-        _warn_missing_usage(request_json, result)
+        # A stream cut short never got to its usage chunk, so only complete streams tell.
+        if span._end_reason is None and span._error_body is None:
+            _warn_missing_usage(request_json, result)
         response_json = dict(result.json)
         text_body = result.text_body or None
         first_content_at = result.first_content_at

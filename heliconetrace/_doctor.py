@@ -38,7 +38,6 @@ from heliconetrace._doctor_network import (
 )
 from heliconetrace._doctor_report import CheckFailed, Report, Target
 from heliconetrace._endpoint import JAWN_LOG_PATH, Endpoint, resolve_endpoint
-from heliconetrace._exporter import USER_AGENT
 from heliconetrace._record import (
     UNKNOWN_URL,
     LogRecord,
@@ -49,6 +48,7 @@ from heliconetrace._record import (
 )
 from heliconetrace._redact import redact_text
 from heliconetrace._span import new_request_id
+from heliconetrace._transport import USER_AGENT
 
 DOCTOR_PROPERTY: Final = "Heliconetrace-Doctor"
 DOCTOR_MODEL: Final = "heliconetrace-doctor"

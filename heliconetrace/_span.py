@@ -20,7 +20,7 @@ from heliconetrace._capture import error_body, exception_status, snapshot_json, 
 from heliconetrace._config import SETTINGS
 from heliconetrace._diagnostics import internal_error
 from heliconetrace._errors import MetadataError
-from heliconetrace._exporter import get_exporter
+from heliconetrace._lifecycle import get_exporter
 from heliconetrace._metadata import Metadata, check_property
 from heliconetrace._portkey import portkey_metadata
 from heliconetrace._redact import safe_headers

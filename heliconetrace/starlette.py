@@ -118,8 +118,12 @@ class HeliconeContextMiddleware:
             targets = self._targets.get(name)
             if targets is None or name in seen:
                 continue
-            # ASGI passes raw bytes. Latin-1 maps each byte to one character, as Starlette does.
-            value = raw_value.decode("latin-1").strip()
+            # ASGI passes raw bytes. Clients send non-ASCII values as UTF-8 in practice; bytes
+            # that are not UTF-8 fall back to Latin-1, one character per byte, as Starlette reads.
+            try:
+                value = raw_value.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                value = raw_value.decode("latin-1").strip()
             if not value:
                 continue
             seen.add(name)

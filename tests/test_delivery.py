@@ -459,6 +459,29 @@ class TestSelfHealing:
         assert len(helicone.wait_for(2)) == 2
 
 
+class TestAfterShutdown:
+    def test_stats_keep_final_counts(self, helicone: HeliconeReceiver) -> None:
+        """stats() after shutdown() reports what the stopped exporter did."""
+        for _ in range(3):
+            chat(REQUEST)
+        assert heliconetrace.shutdown(5.0)
+        stats = heliconetrace.stats()
+        assert stats.accepted == 3
+        assert stats.delivered == 3
+
+    def test_lost_records_logged_as_warning(self, helicone: HeliconeReceiver) -> None:
+        """The exit line is a warning when records were dropped, so WARNING setups show it."""
+        helicone.mode = "hang"
+        chat(REQUEST)
+        with capture_logs() as logs:
+            assert heliconetrace.shutdown(0.5) is False
+        stopped = [entry for entry in logs if entry["event"] == "heliconetrace exporter stopped"]
+        assert len(stopped) == 1
+        assert stopped[0]["log_level"] == "warning"
+        assert stopped[0]["dropped"] == 1
+        helicone.mode = "ok"
+
+
 class TestDisabled:
     def test_disabled_sends_nothing(self, helicone: HeliconeReceiver) -> None:
         """With enabled=False the handler runs and nothing is sent or written."""

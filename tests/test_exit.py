@@ -207,7 +207,7 @@ import os
 import signal
 import heliconetrace
 from heliconetrace import helicone_span
-from heliconetrace._exporter import get_exporter
+from heliconetrace._lifecycle import get_exporter
 
 heliconetrace.configure(api_key={key!r}, log_url={url!r})
 with helicone_span(user="before-signal"):

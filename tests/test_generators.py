@@ -425,6 +425,31 @@ class TestFixtureStreams:
         assert record["providerResponse"]["status"] == 400
         assert record["providerResponse"]["json"]["error"]["code"] == "tool_use_failed"
 
+    def test_early_close_not_taken_for_missing_usage(self, helicone: HeliconeReceiver) -> None:
+        """A stream closed before its usage chunk warns nothing; a complete one still warns."""
+        from tests.test_stream_reassembly import FIXTURES
+
+        raw = (FIXTURES / "openai-chat-stream-content.sse").read_bytes()
+        lines = raw.split(b"\n\n")
+
+        @helicone_logged
+        def relay(body: dict[str, Any]) -> Iterator[bytes]:
+            for line in lines:
+                yield line + b"\n\n"
+
+        body = {"model": "gpt-early-close", "stream": True}
+        with capture_logs() as early_logs:
+            for _ in relay(body):
+                break
+            assert heliconetrace.flush(5.0)
+        with capture_logs() as complete_logs:
+            list(relay(body))
+            assert heliconetrace.flush(5.0)
+        assert [e for e in early_logs if "without token usage" in e["event"]] == []
+        assert len([e for e in complete_logs if "without token usage" in e["event"]]) == 1
+        statuses = sorted(record["providerResponse"]["status"] for record in records(helicone, 2))
+        assert statuses == [-3, 200]
+
     def test_missing_usage_warned_once_per_model(self, helicone: HeliconeReceiver) -> None:
         """A stream without usage warns once per model and leaves the request unchanged."""
         from tests.test_stream_reassembly import FIXTURES

@@ -14,7 +14,7 @@ import pytest
 import heliconetrace
 from heliconetrace import helicone_logged
 from heliconetrace._config import resolve
-from heliconetrace._exporter import EXPORTERS
+from heliconetrace._lifecycle import EXPORTERS
 from heliconetrace._outcome import Verdict, classify_error, classify_response
 from heliconetrace._retry import EndpointGate, backoff_delay, parse_retry_after
 from tests.conftest import TEST_KEY

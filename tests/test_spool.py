@@ -15,7 +15,8 @@ import pytest
 import heliconetrace
 from heliconetrace import helicone_span
 from heliconetrace._config import resolve
-from heliconetrace._exporter import EXPORTERS, OUTAGE_QUEUE_SIZE
+from heliconetrace._exporter import OUTAGE_QUEUE_SIZE
+from heliconetrace._lifecycle import EXPORTERS
 from heliconetrace._spool import (
     FILE_HEADER,
     SEGMENT_MAX_BYTES,

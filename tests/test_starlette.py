@@ -199,6 +199,13 @@ class TestHeaderValues:
         send(build_app(), "POST", "/async", json={"prompt": "hi"}, headers=headers)
         assert meta_records(helicone, 1)[0]["Helicone-User-Id"] == "Zo%C3%AB"
 
+    def test_utf8_value_decoded_once(self, helicone: HeliconeReceiver) -> None:
+        """A UTF-8 header value is read as UTF-8, not as Latin-1 characters."""
+        headers = [(b"x-user-id", "Démo 日本".encode())]
+        send(build_app(), "POST", "/async", json={"prompt": "hi"}, headers=headers)
+        user = meta_records(helicone, 1)[0]["Helicone-User-Id"]
+        assert user == "D%C3%A9mo %E6%97%A5%E6%9C%AC"
+
     def test_invalid_value_skipped(self, helicone: HeliconeReceiver) -> None:
         """An invalid value is skipped with a warning, and the other headers still bind."""
         warnings: list[dict[str, Any]] = []
