@@ -3,7 +3,7 @@
 The service takes chat requests from its own clients and forwards them to an OpenAI-compatible
 gateway (Portkey style: one base URL, a virtual key naming the provider account, a user id per
 request) with the `openai` SDK. Each handler is decorated with `@helicone_logged`, so every call
-becomes one Helicone record, sent in the background while the service answers.
+becomes one Helicone record, sent in the background while the service responds.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ class ChatService:
 
     @helicone_logged(provider="openai", properties={"Service": "chat"})
     def chat(self, body: dict[str, Any], *, user: str) -> ChatCompletion:
-        """Answer one chat request. `body` is the OpenAI request: model, messages, ..."""
+        """Complete one chat request. `body` is the OpenAI request: model, messages, ..."""
         bind(user=user, virtual_key=self.virtual_key)
         return self.client.chat.completions.create(**body, user=user)
 
     @helicone_logged(provider="openai", properties={"Service": "chat"})
     async def chat_async(self, body: dict[str, Any], *, user: str) -> ChatCompletion:
-        """The same, for an async web framework."""
+        """Complete one chat request from async code, as an async web framework calls it."""
         bind(user=user, virtual_key=self.virtual_key)
         return await self.async_client.chat.completions.create(**body, user=user)
 
@@ -55,7 +55,7 @@ class ChatService:
     async def chat_stream_async(
         self, body: dict[str, Any], *, user: str
     ) -> AsyncIterator[ChatCompletionChunk]:
-        """Stream the answer from async code."""
+        """Stream the completion from async code."""
         bind(user=user, virtual_key=self.virtual_key)
         stream = await self.async_client.chat.completions.create(**body, user=user)
         async for chunk in stream:

@@ -28,7 +28,7 @@ DEFAULT_LOG_FILE_NAME: Final = "records.jsonl"
 # capping memory at roughly queue_size times the record size.
 DEFAULT_QUEUE_SIZE: Final = 10_000
 
-# Helicone's worker answers in well under a second; ten seconds covers a self-hosted jawn that
+# Helicone's worker responds in well under a second; ten seconds covers a self-hosted jawn that
 # writes to its database inline before answering.
 DEFAULT_REQUEST_TIMEOUT: Final = 10.0
 
@@ -77,7 +77,7 @@ _TRUE_WORDS: Final = frozenset({"1", "true", "on", "yes"})
 def default_log_file() -> Path:
     """Return the default local sink path: `$XDG_STATE_HOME/heliconetrace/records.jsonl`.
 
-    `XDG_STATE_HOME` defaults to `~/.local/state`, as the XDG base directory specification says.
+    `XDG_STATE_HOME` defaults to `~/.local/state`, as the XDG base directory specification sets.
     """
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "heliconetrace" / DEFAULT_LOG_FILE_NAME

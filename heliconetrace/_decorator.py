@@ -47,7 +47,7 @@ def _request_picker(
 
 
 class _Instrumentation:
-    """What every wrapper of one handler shares: its metadata and how to find its request."""
+    """The state every wrapper of one handler shares: its metadata and its request picker."""
 
     __slots__ = ("metadata", "pick_request")
 

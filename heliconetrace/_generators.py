@@ -29,8 +29,8 @@ from heliconetrace._span import END_CANCELLED, END_CLOSED, Span
 
 
 def _enter(span: Span) -> None:
-    # NOTE: the span belongs to the thread and task of the first step; a bind() in the body
-    # while another thread or task advances it binds for the body only, not for the record.
+    # NOTE: the span belongs to the thread and task of the first step. While another thread or
+    # task advances the body, a bind() there binds for the body only, not for the record.
     span.owner = execution_unit()
     SCOPE.set(Scope(span, span.metadata))
 

@@ -5,7 +5,7 @@ A handler may return an openai or anthropic `Stream` / `AsyncStream`, or a Starl
 item iterator is replaced, on the same object, by one that records each item and ends the span
 when the stream is exhausted, fails or is closed. The caller keeps the object it expects.
 
-If nobody iterates the stream and it is garbage-collected, the span ends as "abandoned".
+A stream garbage-collected before anyone iterated it ends its span as "abandoned".
 """
 
 from __future__ import annotations
