@@ -15,11 +15,12 @@ from typing import Any, TypeVar, overload
 
 from heliconetrace._capture import ArgumentPicker, RequestExtractor, find_request
 from heliconetrace._config import SETTINGS
+from heliconetrace._context import SCOPE
 from heliconetrace._diagnostics import internal_error
 from heliconetrace._generators import wrap_async_generator_function, wrap_generator_function
 from heliconetrace._metadata import Metadata, metadata_from_options
-from heliconetrace._returned_streams import adopt_returned_stream
-from heliconetrace._scope import activate, deactivate, new_span, record_exit
+from heliconetrace._returned_streams import NOT_A_STREAM, STREAM_KINDS, adopt_returned_stream
+from heliconetrace._scope import activate, deactivate, record_exit
 from heliconetrace._span import Span
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,7 +61,9 @@ class _Instrumentation:
         if not SETTINGS.get().enabled:
             return None
         try:
-            span = new_span(self.metadata)
+            # new_span(), inlined: this runs for every call.
+            scope = SCOPE.get()
+            span = Span(scope.metadata.merged(self.metadata), parent=scope.span)
             span.capture_request(self.pick_request(args, kwargs))
         except Exception as error:
             internal_error("decorator.start", error)
@@ -70,6 +73,8 @@ class _Instrumentation:
 
 def _adopted(result: object, span: Span) -> bool:
     """Let a returned stream end the span when it ends; False when `result` is no stream."""
+    if STREAM_KINDS.get(type(result)) == NOT_A_STREAM:
+        return False
     try:
         return adopt_returned_stream(result, span)
     except Exception as error:

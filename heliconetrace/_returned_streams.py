@@ -25,15 +25,15 @@ _STREAM_CLASSES: Final = frozenset({"Stream", "AsyncStream"})
 
 _SDK_STREAM: Final = "sdk"
 _STREAMING_RESPONSE: Final = "streaming-response"
-_NOT_A_STREAM: Final = ""
+NOT_A_STREAM: Final = ""
 
 # The kind of each return type seen so far: the check runs for every value a handler returns.
-_stream_kinds: dict[type, str] = {dict: "", list: "", str: "", type(None): ""}
+STREAM_KINDS: Final[dict[type, str]] = {dict: "", list: "", str: "", type(None): ""}
 
 
 def _stream_kind(value: object) -> str:
     cls = type(value)
-    kind = _stream_kinds.get(cls)
+    kind = STREAM_KINDS.get(cls)
     if kind is not None:
         return kind
     if any(
@@ -44,9 +44,9 @@ def _stream_kind(value: object) -> str:
     elif cls.__module__.startswith(("starlette.", "fastapi.")) and hasattr(value, "body_iterator"):
         kind = _STREAMING_RESPONSE
     else:
-        kind = _NOT_A_STREAM
+        kind = NOT_A_STREAM
     # NOTE: grows by one entry per distinct return type; handlers return few types.
-    _stream_kinds[cls] = kind
+    STREAM_KINDS[cls] = kind
     return kind
 
 
@@ -111,7 +111,7 @@ def adopt_returned_stream(value: object, span: Span) -> bool:
     and the caller ends the span itself.
     """
     kind = _stream_kind(value)
-    if kind == _NOT_A_STREAM:
+    if kind == NOT_A_STREAM:
         return False
     if kind == _SDK_STREAM:
         is_async = hasattr(value, "__anext__")

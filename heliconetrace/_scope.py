@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from asyncio import current_task
+from asyncio.events import _get_running_loop
+from threading import get_ident
 from types import TracebackType
 
-from heliconetrace._context import SCOPE, Scope, execution_unit
+from heliconetrace._context import SCOPE, Scope
 from heliconetrace._metadata import Metadata, metadata_from_options
 from heliconetrace._span import END_CANCELLED, Span, check_request_id
 
@@ -25,7 +28,9 @@ def new_span(metadata: Metadata, request_id: str | None = None) -> Span:
 
 def activate(span: Span) -> SpanToken:
     """Make `span` current in this context; undo with `deactivate()` in the same context."""
-    span.owner = execution_unit()
+    # execution_unit(), inlined: this runs for every call.
+    loop = _get_running_loop()
+    span.owner = (get_ident(), current_task(loop) if loop is not None else None)
     return SCOPE.set(Scope(span, span.metadata))
 
 

@@ -224,7 +224,8 @@ class Span:
             self._request = value
 
     def capture_response(self, value: object) -> None:
-        raw = unwrap_raw_response(value)
+        # A plain dict, the most common return value, is never a raw SDK response.
+        raw = unwrap_raw_response(value) if type(value) is not dict else None
         if raw is not None:
             # An SDK raw response: log its body, and keep its headers, status and request URL.
             value = raw.body
