@@ -1,6 +1,6 @@
 """Turn an ended span into the Helicone record to send, on an exporter thread.
 
-The rules for what the record says:
+The rules for what the record contains:
 
 - status: -3 when the span was cancelled or closed early; else the exception's HTTP status
   (500 when it carries none); else the status of an error inside a stream; else the response's.

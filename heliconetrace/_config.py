@@ -29,7 +29,7 @@ DEFAULT_LOG_FILE_NAME: Final = "records.jsonl"
 DEFAULT_QUEUE_SIZE: Final = 10_000
 
 # Helicone's worker responds in well under a second; ten seconds covers a self-hosted jawn that
-# writes to its database inline before answering.
+# writes to its database inline before responding.
 DEFAULT_REQUEST_TIMEOUT: Final = 10.0
 
 # An exit that waits longer than a few seconds looks like a hang to users and to supervisors.

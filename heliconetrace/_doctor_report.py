@@ -1,4 +1,4 @@
-"""How `python -m heliconetrace doctor` prints its steps, and the URL parts they check."""
+"""The step printer of `python -m heliconetrace doctor`, and the URL parts its steps check."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which URL a record is posted to, by the kind of Helicone server behind the base URL.
+"""The log URL for a record, chosen by the kind of Helicone server behind the base URL.
 
 Helicone runs two kinds of server that take async logs, with different paths:
 

@@ -115,8 +115,9 @@ def adopt_returned_stream(value: object, span: Span) -> bool:
         return False
     if kind == _SDK_STREAM:
         is_async = hasattr(value, "__anext__")
-        # Both SDKs iterate `_iterator` in `__iter__`/`__next__` (and the async forms), in
-        # openai 1.x to 3.x and anthropic 0.x to 2.x; anthropic makes it on first access.
+        # Both SDKs iterate `_iterator` in `__iter__`/`__next__` and the async forms (read in
+        # openai 3.63 and anthropic 2.17, where anthropic makes it on first access).
+        # NOTE: a version without `_iterator` is not wrapped, so its span ends at return.
         original = getattr(value, "_iterator", None)
         if original is None:
             return False

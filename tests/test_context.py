@@ -69,7 +69,7 @@ class TestMetaKeys:
         assert meta["Helicone-Model-Override"] == "gpt-4o"
         assert helicone.records[0]["providerRequest"]["json"]["model"] == "my-deployment"
 
-    def test_request_id_is_a_uuid_and_can_be_given(self, helicone: HeliconeReceiver) -> None:
+    def test_request_id_uuid_or_chosen(self, helicone: HeliconeReceiver) -> None:
         """A span's request id is a UUID; a given one is used as it is."""
         given = "0b5f4e5e-8d0c-4b7f-9a39-4f0f3c2a1d11"
         with helicone_span(name="given", request_id=given) as span:
